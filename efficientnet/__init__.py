@@ -1,0 +1,95 @@
+"""EfficientNet V1, Lite, V2 and aligned Xception for Keras 3.
+
+Drop-in for ``keras.applications.EfficientNet*`` and for efficientnet 1.1.1
+(``import efficientnet.tfkeras as efn`` keeps working).
+"""
+
+from __future__ import annotations
+
+from .builder import EfficientNet
+from .config import (
+    DEFAULT_BLOCKS_ARGS,
+    LITE_BLOCKS_ARGS,
+    V2_BLOCKS_ARGS,
+    VARIANTS,
+    BlockArgs,
+    Variant,
+    get_variant,
+    round_filters,
+    round_repeats,
+)
+from .layers import separable_conv_bn
+from .models import (
+    EfficientNetB0,
+    EfficientNetB1,
+    EfficientNetB2,
+    EfficientNetB3,
+    EfficientNetB4,
+    EfficientNetB5,
+    EfficientNetB6,
+    EfficientNetB7,
+    EfficientNetB8,
+    EfficientNetL2,
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+    EfficientNetLite3,
+    EfficientNetLite4,
+    EfficientNetV2B0,
+    EfficientNetV2B1,
+    EfficientNetV2B2,
+    EfficientNetV2B3,
+    EfficientNetV2L,
+    EfficientNetV2M,
+    EfficientNetV2S,
+    EfficientNetV2XL,
+)
+from .preprocessing import center_crop_and_resize, decode_predictions, preprocess_input
+from .weights import LoadReport, WeightsError, load_weights, save_weights
+
+__version__ = "2.0.0"
+
+__all__ = [
+    "DEFAULT_BLOCKS_ARGS",
+    "LITE_BLOCKS_ARGS",
+    "V2_BLOCKS_ARGS",
+    "VARIANTS",
+    "BlockArgs",
+    "EfficientNet",
+    "EfficientNetB0",
+    "EfficientNetB1",
+    "EfficientNetB2",
+    "EfficientNetB3",
+    "EfficientNetB4",
+    "EfficientNetB5",
+    "EfficientNetB6",
+    "EfficientNetB7",
+    "EfficientNetB8",
+    "EfficientNetL2",
+    "EfficientNetLite0",
+    "EfficientNetLite1",
+    "EfficientNetLite2",
+    "EfficientNetLite3",
+    "EfficientNetLite4",
+    "EfficientNetV2B0",
+    "EfficientNetV2B1",
+    "EfficientNetV2B2",
+    "EfficientNetV2B3",
+    "EfficientNetV2L",
+    "EfficientNetV2M",
+    "EfficientNetV2S",
+    "EfficientNetV2XL",
+    "LoadReport",
+    "Variant",
+    "WeightsError",
+    "__version__",
+    "center_crop_and_resize",
+    "decode_predictions",
+    "get_variant",
+    "load_weights",
+    "preprocess_input",
+    "round_filters",
+    "round_repeats",
+    "save_weights",
+    "separable_conv_bn",
+]

@@ -1,0 +1,96 @@
+"""Weights: the registry, strict loading, downloading, and what constructors call.
+
+Public: :func:`load_weights`, :func:`save_weights`, :class:`LoadReport`, the
+error classes, :data:`REGISTRY` and :func:`available_weights`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from .download import ENV_DIR, ENV_URL, WeightsDownloadError, cache_dir, fetch
+from .loader import (
+    LoadReport,
+    WeightsError,
+    WeightsFileError,
+    WeightsMismatchError,
+    load_weights,
+    read_weights_file,
+    save_weights,
+    weighted_layers,
+)
+from .registry import REGISTRY, WeightSpec, available_weights, find_weight_spec
+
+__all__ = [
+    "ENV_DIR",
+    "ENV_URL",
+    "REGISTRY",
+    "LoadReport",
+    "WeightSpec",
+    "WeightsDownloadError",
+    "WeightsError",
+    "WeightsFileError",
+    "WeightsMismatchError",
+    "available_weights",
+    "cache_dir",
+    "fetch",
+    "find_weight_spec",
+    "load_requested_weights",
+    "load_weights",
+    "read_weights_file",
+    "resolve_weight_spec",
+    "save_weights",
+    "set_normalization",
+    "weighted_layers",
+]
+
+
+def is_weights_path(weights) -> bool:
+    return isinstance(weights, (str, os.PathLike)) and (
+        os.sep in str(weights) or str(weights).endswith(".h5") or os.path.exists(weights)
+    )
+
+
+def resolve_weight_spec(variant, weights, include_top: bool) -> WeightSpec | None:
+    """The registry entry that ``weights=`` names, ``None`` for no weights or a path.
+
+    Raises:
+        ValueError: ``weights`` is neither None, a registered weight set nor an existing path.
+    """
+    if weights is None:
+        return None
+    if is_weights_path(weights):
+        if not os.path.exists(weights):
+            raise WeightsFileError(f"Weights file {weights} does not exist.")
+        return None
+    if not isinstance(weights, str):
+        raise ValueError(f"weights must be None, a weight-set name or a file path, got {weights!r}.")
+    return find_weight_spec(variant.name, weights, include_top)
+
+
+def load_requested_weights(model: keras.Model, weights, spec: WeightSpec | None) -> LoadReport:
+    """What ``weights=`` does in a constructor: fetch if registered, then load strictly.
+
+    Registered files load by name (they may lack the in-model normalisation or
+    carry a classifier the model does not have); user files by name when every
+    layer is found by name, else by position.
+    """
+    if spec is not None:
+        path = fetch(spec)
+        return load_weights(model, path, by_name=True)
+    return load_weights(model, str(weights), by_name="auto")
+
+
+def set_normalization(layer: keras.layers.Normalization, norm, input_shape) -> None:
+    """Sets a weight-carrying Normalization layer to ``norm``'s statistics (identity for ``None``)."""
+    channels = layer.adapt_mean.shape[0]
+    if norm is None or channels != 3:
+        mean = np.zeros((channels,), "float32")
+        variance = np.ones((channels,), "float32")
+    else:
+        mean, variance = norm.unit()
+    layer.set_weights([mean, variance, np.asarray(0, dtype=layer.count.dtype)])
+    layer.finalize_state()
