@@ -8,7 +8,7 @@ strictly.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers
@@ -268,8 +268,7 @@ def validate_common_arguments(
         )
     if pretrained and include_top and classifier_activation not in (None, "softmax"):
         raise ValueError(
-            f"With pretrained weights, classifier_activation must be None or 'softmax', "
-            f"got {classifier_activation!r}."
+            f"With pretrained weights, classifier_activation must be None or 'softmax', got {classifier_activation!r}."
         )
 
 

@@ -8,7 +8,7 @@ keras.applications' signature.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 

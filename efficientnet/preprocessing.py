@@ -10,10 +10,11 @@ keras.applications) take raw 0–255 RGB pixels and normalise inside the model;
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -156,8 +157,7 @@ def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(
-            "decode_predictions expects a batch of ImageNet predictions of shape (samples, 1000), "
-            f"got {preds.shape}."
+            f"decode_predictions expects a batch of ImageNet predictions of shape (samples, 1000), got {preds.shape}."
         )
     index = _class_index()
     results = []

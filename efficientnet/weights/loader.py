@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import h5py
 import keras
@@ -38,6 +38,7 @@ NAME_ALIASES = {"probs": "predictions"}
 OPTIONAL_LAYERS = ("normalization",)
 # Classifier layers: a file with them loads into a model without them.
 HEAD_LAYERS = ("predictions",)
+_AUTO_SUFFIX = re.compile(r"(normalization)_\d+")
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype="float32")
 
 
@@ -191,7 +192,12 @@ def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def _base_name(name: str) -> str:
-    return NAME_ALIASES.get(name, name)
+    """The canonical name: aliases resolved, and Keras' auto-suffix dropped from the
+    normalization layer (a second keras.applications model in one process names it
+    ``normalization_1``)."""
+    name = NAME_ALIASES.get(name, name)
+    match = _AUTO_SUFFIX.fullmatch(name)
+    return match[1] if match else name
 
 
 def _is_optional(name: str) -> bool:

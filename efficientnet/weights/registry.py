@@ -8,9 +8,9 @@ like to use it (input normalisation, padding style, BN epsilon).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = ["WeightSpec", "REGISTRY", "available_weights", "find_weight_spec"]
 

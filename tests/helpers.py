@@ -1,0 +1,33 @@
+"""Test helpers: seeded randomisation of BN statistics, inputs, eager predictions."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def randomize_statistics(model: keras.Model, seed: int = 0) -> None:
+    """Gives every BatchNormalization non-trivial statistics so that parity tests can fail."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shapes = [w.shape for w in layer.weights]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shapes[0]),
+                    rng.normal(0, 0.1, shapes[1]),
+                    rng.normal(0, 0.1, shapes[2]),
+                    rng.uniform(0.5, 1.5, shapes[3]),
+                ]
+            )
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 30.0, rng.normal(0, 0.5, bias.shape)])
+
+
+def images(batch: int = 2, size: int = 224, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(x, training=False))
