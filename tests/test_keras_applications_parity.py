@@ -55,6 +55,8 @@ def test_ours_load_into_keras_applications(name, tmp_path):
     efficientnet.save_weights(ours, path)
     x = images(size=SIZE)
     for by_name in (True, False):
+        # Keras' by-name loader needs its layer called "normalization", not "normalization_1".
+        keras.backend.clear_session()
         reference = getattr(keras.applications, f"EfficientNet{name}")(
             weights=None, classifier_activation=None, input_shape=SHAPE
         )
