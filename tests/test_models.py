@@ -72,7 +72,9 @@ def test_model_dropout_layers_follow_the_schedule():
     drops = [layer for layer in model.layers if layer.name.endswith("_drop")]
     assert drops, "B0 has residual blocks with drop-connect"
     rates = drop_connect_rates(config.VARIANTS["efficientnetb0"], 0.3)
-    by_prefix = {prefix: rate for (prefix, _), rate in zip(config.scaled_blocks(config.VARIANTS["efficientnetb0"]), rates)}
+    by_prefix = {
+        prefix: rate for (prefix, _), rate in zip(config.scaled_blocks(config.VARIANTS["efficientnetb0"]), rates)
+    }
     for layer in drops:
         assert layer.noise_shape == (None, 1, 1, 1)
         assert layer.rate == pytest.approx(by_prefix[layer.name[: -len("drop")]])

@@ -396,6 +396,9 @@ def save_weights(model: keras.Model, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".h5.partial", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         with h5py.File(tmp, "w") as f:
             legacy_h5_format.save_weights_to_hdf5_group(f, model)

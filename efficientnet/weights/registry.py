@@ -185,7 +185,7 @@ def _build_registry() -> Mapping[tuple[str, str, bool], WeightSpec]:
         True,
         "efficientnetlite0.h5",
         "",
-        "26ac4b5c2e3ee6eaa2b7a56a3cd1e3da8c3bbc4ed7c5dd1c4d0cfa1b38a7b32e",
+        "7fd0ccbfd51ff72630a0ee4a5c107f0de4d10ce1acb3f34883c502dd0822ed4b",
         _APACHE,
         preprocessing="lite",
         bundled=True,

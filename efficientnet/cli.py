@@ -1,0 +1,91 @@
+"""The ``efficientnet`` command: ``predict``, ``convert`` and ``list``.
+
+efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5]
+efficientnet convert SOURCE OUTPUT.h5 --variant lite0 [--layout efficientnet_pytorch]
+efficientnet list
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import builder, config
+    from .preprocessing import center_crop_and_resize, decode_predictions, load_image, sample_image_path
+
+    variant = config.get_variant(args.model)
+    model = builder.EfficientNet(variant, weights=args.weights, input_shape=None)
+    size = variant.resolution
+    paths = args.images or [sample_image_path()]
+    for path in paths:
+        image = center_crop_and_resize(load_image(path), size).astype("float32")
+        probs = np.asarray(model.predict(image[None], verbose=0))
+        print(f"{path}:")
+        for rank, (wnid, label, p) in enumerate(decode_predictions(probs, top=args.top)[0], 1):
+            print(f"  {rank}. {label:<30s} {p:7.2%}  ({wnid})")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_file
+
+    model = convert_file(args.source, args.output, args.variant, layout=args.layout, progress=not args.quiet)
+    print(f"Wrote {args.output}: {model.name}, {model.count_params():,} parameters.")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .config import VARIANTS
+    from .models import constructor_name
+    from .weights.registry import available_weights
+
+    for variant in VARIANTS.values():
+        sets = ", ".join(available_weights(variant.name)) or "-"
+        print(f"{constructor_name(variant):<20s} {variant.resolution:>4d}px  weights: {sets}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="efficientnet", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="print the top ImageNet labels of images")
+    p.add_argument("images", nargs="*", help="image files (default: the bundled sample photo)")
+    p.add_argument("--model", default="lite0", help="variant name (default: lite0, whose weights ship offline)")
+    p.add_argument("--weights", default="imagenet", help="weight set or .h5 path (default: imagenet)")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_predict)
+
+    c = sub.add_parser("convert", help="convert a PyTorch state dict or TensorFlow checkpoint to .h5")
+    c.add_argument("source", help=".pth/.pt file, or a TensorFlow checkpoint prefix")
+    c.add_argument("output", help="the .h5 file to write (atomically)")
+    c.add_argument("--variant", required=True, help="e.g. b0, lite0, efficientnetv2-s")
+    c.add_argument(
+        "--layout",
+        choices=["timm-tf", "timm", "torchvision", "efficientnet_pytorch", "tf"],
+        help="source layout (detected where possible)",
+    )
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_convert)
+
+    sub.add_parser("list", help="list variants and their registered weights").set_defaults(func=_list)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:
+        print(f"efficientnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
