@@ -31,3 +31,41 @@ def images(batch: int = 2, size: int = 224, seed: int = 1) -> np.ndarray:
 
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def import_timm():
+    """timm, with the workaround for PyPI's CUDA torchvision beside the CPU torch (see shared/README)."""
+    import sys
+    import types
+
+    import pytest
+
+    pytest.importorskip("torch")
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError:
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+    return pytest.importorskip("timm")
+
+
+def randomize_torch_statistics(module, seed: int = 0):
+    """Non-trivial BN statistics and affine parameters for a PyTorch model, in eval mode."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1, generator=gen)
+            m.running_var.uniform_(0.5, 1.5, generator=gen)
+            m.weight.data.uniform_(0.5, 1.5, generator=gen)
+            m.bias.data.normal_(0, 0.1, generator=gen)
+    return module.eval()
+
+
+def weights_snapshot(model: keras.Model) -> list[np.ndarray]:
+    return [np.array(w) for w in model.get_weights()]
+
+
+def assert_unchanged(model: keras.Model, snapshot: list[np.ndarray]) -> None:
+    for before, after in zip(snapshot, model.get_weights()):
+        np.testing.assert_array_equal(before, after)

@@ -334,6 +334,14 @@ def load_weights(
                 f"{', '.join(missing[:10])}{'…' if len(missing) > 10 else ''}. The file is for another variant; "
                 "pass skip_mismatch=True to load the rest and leave these at their current values."
             )
+        extra = [n for n in unused if not _is_head(n) and not _is_optional(n)]
+        if extra and not skip_mismatch:
+            raise WeightsMismatchError(
+                f"{path} has {len(extra)} layers that {model.name} lacks: {', '.join(extra[:10])}"
+                f"{'…' if len(extra) > 10 else ''}. The file is for another (deeper) variant; "
+                "pass skip_mismatch=True to load the matching layers anyway."
+            )
+        missing += [f"{n} (file only)" for n in extra]
     else:
         pairs, unused, notes = _match_by_position(model_layers, file_layers)
         missing = []
