@@ -46,6 +46,7 @@ from .models import (
 )
 from .preprocessing import center_crop_and_resize, decode_predictions, preprocess_input
 from .weights import LoadReport, WeightsError, load_weights, save_weights
+from .xception import AlignedXception, Xception41, Xception65, Xception71
 
 __version__ = "2.0.0"
 
@@ -82,6 +83,10 @@ __all__ = [
     "LoadReport",
     "Variant",
     "WeightsError",
+    "AlignedXception",
+    "Xception41",
+    "Xception65",
+    "Xception71",
     "__version__",
     "center_crop_and_resize",
     "decode_predictions",

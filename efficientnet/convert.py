@@ -36,6 +36,7 @@ __all__ = [
     "convert_file",
     "detect_layout",
     "load_torch_state_dict",
+    "timm_xception_names",
 ]
 
 
@@ -195,6 +196,32 @@ def _v2_dwconv_names(variant: Variant, names: dict[str, str]) -> dict[str, str]:
     if variant.family != "v2":
         return names
     return {re.sub(r"_dwconv$", "_dwconv2", k): v for k, v in names.items()}
+
+
+def timm_xception_names(variant: str) -> dict[str, str]:
+    """timm's ``xception41/65/71`` (a port of DeepLab's aligned Xception) → our layer names."""
+    from .xception import XCEPTION_BLOCKS
+
+    names = {"predictions": "head.fc"}
+    for k, keras_name in enumerate(("entry_flow_conv1_1", "entry_flow_conv1_2")):
+        names.update({keras_name: f"stem.{k}.conv", f"{keras_name}_bn": f"stem.{k}.bn"})
+    n = 0
+    for block in XCEPTION_BLOCKS[variant]:
+        for unit in range(block.units):
+            prefix, m = f"{block.flow}_block{block.index}_unit{unit + 1}", f"blocks.{n}"
+            names.update({f"{prefix}_shortcut": f"{m}.shortcut.conv", f"{prefix}_shortcut_bn": f"{m}.shortcut.bn"})
+            for i in range(1, 4):
+                sep, conv = f"{prefix}_sepconv{i}", f"{m}.stack.conv{i}"
+                names.update(
+                    {
+                        f"{sep}_depthwise": f"{conv}.conv_dw",
+                        f"{sep}_depthwise_bn": f"{conv}.bn_dw",
+                        f"{sep}_pointwise": f"{conv}.conv_pw",
+                        f"{sep}_pointwise_bn": f"{conv}.bn_pw",
+                    }
+                )
+            n += 1
+    return names
 
 
 LAYOUTS: Mapping[str, Layout] = {
@@ -363,14 +390,27 @@ def convert_state_dict(
         The Keras model, with the padding and BN epsilon the source framework needs;
         with the classifier when the state dict has one.
     """
-    variant = config.get_variant(variant) if isinstance(variant, str) else variant
     tensors = {k: _to_numpy(v) for k, v in state_dict.items()}
+    if isinstance(variant, str) and variant.lower().startswith("xception"):
+        return _convert_xception(tensors, variant.lower(), progress, **model_kwargs)
+    variant = config.get_variant(variant) if isinstance(variant, str) else variant
     layout_obj = LAYOUTS[layout or detect_layout(tensors)]
     probe = layout_obj.module_names(variant)
     classes = _classes_in(tensors, probe.get("predictions"), layout_obj.framework)
     model = _build_target(variant, layout_obj, classes, **model_kwargs)
     names = probe
     assign_from_tensors(model, tensors, names, layout_obj.framework, f"{layout_obj.name} state dict", progress)
+    return model
+
+
+def _convert_xception(tensors, variant: str, progress: bool, **model_kwargs) -> keras.Model:
+    from .xception import XCEPTION_BLOCKS, AlignedXception
+
+    if variant not in XCEPTION_BLOCKS:
+        raise ConversionError(f"Unknown Xception variant {variant!r}; choose one of {sorted(XCEPTION_BLOCKS)}.")
+    classes = _classes_in(tensors, "head.fc", "torch")
+    model = AlignedXception(variant, include_top=classes is not None, classes=classes or 1000, **model_kwargs)
+    assign_from_tensors(model, tensors, timm_xception_names(variant), "torch", "timm xception state dict", progress)
     return model
 
 
