@@ -8,7 +8,9 @@ strictly.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import keras
 from keras import layers
@@ -194,12 +196,24 @@ def EfficientNet(
         dropout_rate=dropout_rate,
         classifier_activation=classifier_activation,
     )
-    model = keras.Model(inputs, x, name=name or variant.name)
+    with deep_graph_recursion():
+        model = keras.Model(inputs, x, name=name or variant.name)
     if normalization is not None:
         weights_lib.set_normalization(normalization, _normalisation_for(variant, weight_spec), img_input.shape)
     if weights is not None:
         weights_lib.load_requested_weights(model, weights, weight_spec)
     return model
+
+
+@contextmanager
+def deep_graph_recursion(limit: int = 20000):
+    """Keras walks a functional graph recursively: V2-XL's ~1,500 layers need a deeper stack."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 def _block_from_dict(args: dict) -> BlockArgs:
@@ -230,21 +244,26 @@ def _preprocessing(x, variant: Variant, weight_spec):
 
     V1/Lite: ``Rescaling(1/255)`` then a ``Normalization`` layer whose statistics
     are weights (as in keras.applications' V1 files, so they load by position).
-    V2: constants, no weights, as in keras.applications' V2.
+    V2: constants, no weights, as in keras.applications' V2: per-channel mean/std
+    as ``Rescaling`` + ``Normalization``, a scalar one as a single ``Rescaling``.
     """
+    if variant.family != "v2":
+        x = layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
+        normalization = layers.Normalization(axis=channel_axis(), name="normalization")
+        return normalization(x), normalization
+    norm = _normalisation_for(variant, weight_spec)
+    if norm is None:
+        return x, None
+    if len(set(norm.mean)) == 1 and len(set(norm.std)) == 1:
+        scale = 1.0 / norm.std[0]
+        return layers.Rescaling(scale, offset=-norm.mean[0] * scale, name="rescaling")(x), None
     x = layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
-    if variant.family == "v2":
-        norm = _normalisation_for(variant, weight_spec)
-        if norm is None:
-            return layers.Rescaling(255.0, name="rescaling_inverse")(x), None
-        mean, variance = norm.unit()
-        if x.shape[channel_axis()] != 3:
-            mean, variance = float(mean.mean()), float(variance.mean())
-        else:
-            mean, variance = mean.tolist(), variance.tolist()
-        return layers.Normalization(mean=mean, variance=variance, axis=channel_axis(), name="normalization")(x), None
-    normalization = layers.Normalization(axis=channel_axis(), name="normalization")
-    return normalization(x), normalization
+    mean, variance = norm.unit()
+    if x.shape[channel_axis()] != 3:
+        mean, variance = float(mean.mean()), float(variance.mean())
+    else:
+        mean, variance = mean.tolist(), variance.tolist()
+    return layers.Normalization(mean=mean, variance=variance, axis=channel_axis(), name="normalization")(x), None
 
 
 def validate_common_arguments(
