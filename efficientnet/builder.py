@@ -52,6 +52,8 @@ def EfficientNet(
     bn_epsilon: float | None = None,
     bn_momentum: float | None = None,
     output_stride: int = 32,
+    features_only: bool = False,
+    out_strides: Sequence[int] = (4, 8, 16, 32),
     blocks_args: Sequence[BlockArgs | dict] | None = None,
     width_coefficient: float | None = None,
     depth_coefficient: float | None = None,
@@ -76,10 +78,15 @@ def EfficientNet(
         bn_epsilon, bn_momentum: BatchNormalization arguments (PyTorch uses ``1e-5``).
         output_stride: 32, 16 or 8. Past it, strides become 1 and depthwise convs
             dilate (DeepLab's atrous rule); weights stay compatible.
+        features_only: return a multi-output model of the features at ``out_strides``
+            (see :mod:`efficientnet.features`) instead of the classifier; implies
+            ``include_top=False``.
         blocks_args, width_coefficient, depth_coefficient, default_size: override
             the variant's table and scaling, for custom networks.
     """
     variant = config.get_variant(variant) if isinstance(variant, str) else variant
+    if features_only:
+        include_top, pooling = False, None
     overrides = {}
     if blocks_args is not None:
         overrides["blocks"] = tuple(b if isinstance(b, BlockArgs) else _block_from_dict(b) for b in blocks_args)
@@ -202,6 +209,10 @@ def EfficientNet(
         weights_lib.set_normalization(normalization, _normalisation_for(variant, weight_spec), img_input.shape)
     if weights is not None:
         weights_lib.load_requested_weights(model, weights, weight_spec)
+    if features_only:
+        from .features import feature_extractor
+
+        return feature_extractor(model, out_strides)
     return model
 
 

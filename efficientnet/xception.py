@@ -119,6 +119,8 @@ def AlignedXception(
     include_preprocessing: bool = True,
     dropout_rate: float = 0.0,
     output_stride: int = 32,
+    features_only: bool = False,
+    out_strides: Sequence[int] = (4, 8, 16, 32),
     multi_grid: Sequence[int] = (1, 1, 1),
     bn_epsilon: float = 1e-3,
     bn_momentum: float = 0.9997,
@@ -132,8 +134,11 @@ def AlignedXception(
         include_preprocessing: scale raw 0–255 pixels to [-1, 1] inside the model.
         output_stride: 32, 16 or 8: past it, strides become 1 and convs dilate.
         multi_grid: DeepLab's unit rates for the last block's three convs.
+        features_only: return the features at ``out_strides`` (see :mod:`efficientnet.features`).
         Other arguments as in keras.applications.
     """
+    if features_only:
+        include_top, pooling = False, None
     if variant not in XCEPTION_BLOCKS:
         raise ValueError(f"Unknown Xception variant {variant!r}; choose one of {sorted(XCEPTION_BLOCKS)}.")
     if output_stride not in OUTPUT_STRIDES:
@@ -202,6 +207,10 @@ def AlignedXception(
         from .weights import load_weights
 
         load_weights(model, weights, by_name="auto")
+    if features_only:
+        from .features import feature_extractor
+
+        return feature_extractor(model, out_strides)
     return model
 
 

@@ -1,0 +1,162 @@
+"""Feature extraction: the endpoint table of every family and multi-output feature models.
+
+The rule, the same for every family and stable across versions: the endpoint
+at stride ``s`` (``s < 32``) is the tensor that *enters* the convolution
+taking stride ``s`` to ``2s`` (the pre-downsampling tensor); stride 32 is the
+last feature map.
+
+- V1 and Lite: the first block of each downsampling stage starts with its 1×1
+  expansion, so the endpoints are ``block2a/3a/4a/6a_expand_activation`` and
+  ``top_activation`` — exactly what segmentation_models taps.
+- V2: Fused-MBConv stages expand *with* the stride, so strides 2 and 4 are the
+  output of the stage before (``block1{x}_…``, ``block2{x}_add``); strides 8 and 16
+  are ``block4a/6a_expand_activation`` as in V1; 32 is ``top_activation``.
+- Aligned Xception: the ReLU entering each strided separable conv
+  (``…_sepconv3_preact``, timm's taps), and ``exit_flow_block2_unit1_sepconv3_pointwise_relu``.
+
+Names do not change with ``output_stride``: a dilated model keeps every
+endpoint below its output stride at its real stride, and has none beyond.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import keras
+
+from . import config
+from .config import BlockArgs, Variant
+
+__all__ = ["STRIDES", "endpoint_names", "endpoints", "feature_extractor", "known_tables"]
+
+STRIDES = (2, 4, 8, 16, 32)
+
+
+def _block_output(prefix: str, block: BlockArgs) -> str:
+    """The name of the last layer of a block."""
+    if block.id_skip and block.strides == 1 and block.filters_in == block.filters_out:
+        return f"{prefix}add"
+    if block.fused and block.expand_ratio == 1:
+        return f"{prefix}project_activation"
+    return f"{prefix}project_bn"
+
+
+def _efficientnet_names(variant: Variant) -> dict[int, str]:
+    names, stride, previous = {}, 2, "stem_activation"
+    for prefix, block in config.scaled_blocks(variant):
+        if block.strides == 2:
+            entering = previous if block.fused or block.expand_ratio == 1 else f"{prefix}expand_activation"
+            names[stride] = entering
+            stride *= 2
+        previous = _block_output(prefix, block)
+    names[stride] = "top_activation"
+    return names
+
+
+def _xception_names(variant: str) -> dict[int, str]:
+    from .xception import XCEPTION_BLOCKS
+
+    names, stride = {}, 2
+    for block in XCEPTION_BLOCKS[variant]:
+        for unit in range(block.units):
+            if block.stride == 2:
+                names[stride] = f"{block.flow}_block{block.index}_unit{unit + 1}_sepconv3_preact"
+                stride *= 2
+    last = XCEPTION_BLOCKS[variant][-1]
+    names[stride] = f"{last.flow}_block{last.index}_unit{last.units}_sepconv3_pointwise_relu"
+    return names
+
+
+def known_tables() -> dict[str, dict[int, str]]:
+    """stride → layer name for every built-in variant, keyed by variant name."""
+    from .xception import XCEPTION_BLOCKS
+
+    tables = {name: _efficientnet_names(v) for name, v in config.VARIANTS.items()}
+    tables.update({name: _xception_names(name) for name in XCEPTION_BLOCKS})
+    return tables
+
+
+def endpoint_names(variant: str | Variant) -> dict[int, str]:
+    """stride → layer name for a variant (``"b0"``, ``"efficientnetv2-s"``, ``"xception65"``, a Variant)."""
+    if isinstance(variant, str) and variant.lower().startswith("xception"):
+        return _xception_names(variant.lower())
+    variant = config.get_variant(variant) if isinstance(variant, str) else variant
+    return _efficientnet_names(variant)
+
+
+def _table_for(model: keras.Model) -> dict[int, str]:
+    names = {layer.name for layer in model.layers}
+    if model.name in known_tables() and set(known_tables()[model.name].values()) <= names:
+        return known_tables()[model.name]
+    candidates = [t for t in known_tables().values() if set(t.values()) <= names]
+    if not candidates:
+        raise ValueError(
+            f"{model.name} is not a model of this library (no endpoint table fits its layer names); "
+            "pass layer_names={stride: name} to feature_extractor."
+        )
+    # A shallower variant's names can all exist in a deeper one (V2-B0's in V2-S): the table
+    # of the model's own variant is the one whose stage ends come last.
+    order = {layer.name: i for i, layer in enumerate(model.layers)}
+    return max(candidates, key=lambda t: sum(order[n] for n in t.values()))
+
+
+def endpoints(model: keras.Model, strides: Sequence[int] = STRIDES) -> dict[int, tuple[str, int]]:
+    """stride → (layer name, channels) for a built model of this library."""
+    table = _table_for(model)
+    result = {}
+    for stride in strides:
+        if stride not in table:
+            raise ValueError(f"No endpoint at stride {stride}; strides are {sorted(table)}.")
+        name = table[stride]
+        result[stride] = (name, int(model.get_layer(name).output.shape[-1]))
+    return result
+
+
+def _real_stride(model: keras.Model, names: Mapping[int, str]) -> dict[int, int]:
+    """Strides measured by shape inference (at the model's input size, or a 512×512 probe)."""
+    channels_last = keras.config.image_data_format() == "channels_last"
+    shape = list(model.inputs[0].shape)
+    shape[0] = 1
+    spatial = [1, 2] if channels_last else [2, 3]
+    for axis in spatial:
+        shape[axis] = shape[axis] or 512
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in names.values()])
+    spec = sub.compute_output_spec(keras.KerasTensor(tuple(shape)))
+    spec = spec if isinstance(spec, (list, tuple)) else [spec]
+    size = shape[spatial[0]]
+    return {s: 2 ** round(math.log2(size / out.shape[spatial[0]])) for s, out in zip(names, spec)}
+
+
+def feature_extractor(
+    model: keras.Model,
+    strides: Sequence[int] = (4, 8, 16, 32),
+    layer_names: Mapping[int, str] | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """A multi-output model returning ``model``'s features at ``strides`` (shallowest first).
+
+    Args:
+        model: a model of this library (any family, include_top either way), or any
+            model with ``layer_names`` given.
+        strides: a subset of 2, 4, 8, 16, 32.
+        layer_names: overrides the endpoint table.
+
+    Raises:
+        ValueError: a stride the model does not have (e.g. 32 with ``output_stride=16``).
+    """
+    strides = sorted(set(strides))
+    table = dict(layer_names) if layer_names is not None else _table_for(model)
+    missing = [s for s in strides if s not in table]
+    if missing:
+        raise ValueError(f"No endpoint at strides {missing}; available: {sorted(table)}.")
+    chosen = {s: table[s] for s in strides}
+    real = _real_stride(model, chosen)
+    wrong = {s: r for s, r in real.items() if r != s}
+    if wrong:
+        raise ValueError(
+            f"{model.name} has no features at strides {sorted(wrong)} (its output stride is "
+            f"{max(real.values())}; a dilated model keeps the strides below its output stride)."
+        )
+    outputs = [model.get_layer(n).output for n in chosen.values()]
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
