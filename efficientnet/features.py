@@ -159,4 +159,5 @@ def feature_extractor(
             f"{max(real.values())}; a dilated model keeps the strides below its output stride)."
         )
     outputs = [model.get_layer(n).output for n in chosen.values()]
-    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")
