@@ -18,6 +18,7 @@ from .config import (
     round_filters,
     round_repeats,
 )
+from .features import endpoint_names, endpoints, feature_extractor
 from .layers import separable_conv_bn
 from .models import (
     EfficientNetB0,
@@ -90,6 +91,9 @@ __all__ = [
     "__version__",
     "center_crop_and_resize",
     "decode_predictions",
+    "endpoint_names",
+    "endpoints",
+    "feature_extractor",
     "get_variant",
     "load_weights",
     "preprocess_input",
