@@ -8,6 +8,7 @@ strictly.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,14 @@ from .layers import (
 )
 from .preprocessing import MODES
 
-__all__ = ["EfficientNet", "validate_common_arguments", "resolve_input", "add_head", "drop_connect_rates"]
+__all__ = [
+    "EfficientNet",
+    "validate_common_arguments",
+    "resolve_input",
+    "add_head",
+    "drop_connect_rates",
+    "make_constructor",
+]
 
 MIN_INPUT_SIZE = 32
 OUTPUT_STRIDES = (8, 16, 32)
@@ -97,9 +105,7 @@ def EfficientNet(
     if default_size is not None:
         overrides["resolution"] = default_size
     if overrides:
-        from dataclasses import replace
-
-        variant = replace(variant, **overrides)
+        variant = dataclasses.replace(variant, **overrides)
 
     from . import weights as weights_lib
 
@@ -367,3 +373,43 @@ def add_head(x, *, include_top: bool, pooling, classes: int, dropout_rate: float
     if pooling == "max":
         return layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
+
+
+def make_constructor(
+    build: Callable[..., keras.Model],
+    variant,
+    name: str,
+    doc: str,
+    module: str,
+    default_weights: str | None = "imagenet",
+) -> Callable[..., keras.Model]:
+    """A thin constructor with keras.applications' signature calling ``build(variant, ...)``."""
+
+    def constructor(
+        include_top: bool = True,
+        weights: str | None = default_weights,
+        input_tensor=None,
+        input_shape: Sequence[int | None] | None = None,
+        pooling: str | None = None,
+        classes: int = 1000,
+        classifier_activation: str | Callable | None = "softmax",
+        name: str | None = None,
+        **kwargs,
+    ) -> keras.Model:
+        return build(
+            variant,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **kwargs,
+        )
+
+    constructor.__name__ = constructor.__qualname__ = name
+    constructor.__module__ = module
+    constructor.__doc__ = doc
+    return constructor

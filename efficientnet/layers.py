@@ -21,6 +21,7 @@ __all__ = [
     "channel_axis",
     "conv_bn",
     "separable_conv_bn",
+    "deeplab_separable_names",
     "squeeze_excite",
     "mbconv_block",
     "fused_mbconv_block",
@@ -171,6 +172,20 @@ def separable_conv_bn(
     if pointwise_activation:
         x = options.act(names["pwact"])(x)
     return x
+
+
+def deeplab_separable_names(name: str) -> dict[str, str]:
+    """Layer names of one DeepLab separable conv: ``{name}_depthwise``, ``{name}_depthwise_bn``…"""
+    return {
+        "preact": f"{name}_preact",
+        "pad": f"{name}_pad",
+        "dwconv": f"{name}_depthwise",
+        "dwbn": f"{name}_depthwise_bn",
+        "dwact": f"{name}_depthwise_relu",
+        "pwconv": f"{name}_pointwise",
+        "pwbn": f"{name}_pointwise_bn",
+        "pwact": f"{name}_pointwise_relu",
+    }
 
 
 def squeeze_excite(x, reduced_filters: int, options: BlockOptions, prefix: str):

@@ -8,11 +8,7 @@ keras.applications' signature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-import keras
-
-from .builder import EfficientNet
+from .builder import EfficientNet, make_constructor
 from .config import VARIANTS, Variant
 from .weights.registry import available_weights
 
@@ -91,35 +87,8 @@ def constructor_name(variant: Variant) -> str:
     return "EfficientNet" + suffix.upper()
 
 
-def _make_constructor(variant: Variant) -> Callable[..., keras.Model]:
-    def constructor(
-        include_top: bool = True,
-        weights: str | None = "imagenet",
-        input_tensor=None,
-        input_shape: Sequence[int | None] | None = None,
-        pooling: str | None = None,
-        classes: int = 1000,
-        classifier_activation: str | Callable | None = "softmax",
-        name: str | None = None,
-        **kwargs,
-    ) -> keras.Model:
-        return EfficientNet(
-            variant,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **kwargs,
-        )
-
-    fn_name = constructor_name(variant)
-    constructor.__name__ = constructor.__qualname__ = fn_name
-    constructor.__module__ = __name__
-    constructor.__doc__ = _DOC.format(
+def _doc(variant: Variant) -> str:
+    return _DOC.format(
         title=variant.official_name,
         family=_FAMILY_TEXT[variant.family],
         width=variant.width,
@@ -132,9 +101,10 @@ def _make_constructor(variant: Variant) -> Callable[..., keras.Model]:
         weight_sets=", ".join(available_weights(variant.name)) or "none (weights=None or a file path)",
         name=variant.name,
     )
-    return constructor
 
 
 for _variant in VARIANTS.values():
-    globals()[constructor_name(_variant)] = _make_constructor(_variant)
+    globals()[constructor_name(_variant)] = make_constructor(
+        EfficientNet, _variant, constructor_name(_variant), _doc(_variant), __name__
+    )
 del _variant

@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from .features import feature_extractor
-from .layers import BlockOptions, channel_axis, conv_bn, separable_conv_bn
+from .layers import BlockOptions, channel_axis, conv_bn, deeplab_separable_names, separable_conv_bn
 
 __all__ = ["DeepLabV3Plus", "Unet", "build_backbone"]
 
@@ -160,14 +160,7 @@ def _sepconv(x, filters: int, rate: int, options: BlockOptions, name: str):
         options,
         dilation_rate=rate,
         depth_activation=True,
-        names={
-            "dwconv": f"{name}_depthwise",
-            "dwbn": f"{name}_depthwise_bn",
-            "dwact": f"{name}_depthwise_relu",
-            "pwconv": f"{name}_pointwise",
-            "pwbn": f"{name}_pointwise_bn",
-            "pwact": f"{name}_pointwise_relu",
-        },
+        names=deeplab_separable_names(name),
     )
 
 

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import keras
 from keras import layers
 
-from .builder import add_head, resolve_input, validate_common_arguments
-from .layers import BlockOptions, conv_bn, separable_conv_bn
+from .builder import add_head, make_constructor, resolve_input, validate_common_arguments
+from .layers import BlockOptions, conv_bn, deeplab_separable_names, separable_conv_bn
 
 __all__ = [
     "XceptionBlock",
@@ -78,16 +78,7 @@ def _unit(x, block: XceptionBlock, prefix: str, options: BlockOptions, stride: i
             strides=stride if i == 2 else 1,
             dilation_rate=rates[i],
             depth_activation=block.activation_in_separable,
-            names={
-                "preact": f"{name}_preact",
-                "pad": f"{name}_pad",
-                "dwconv": f"{name}_depthwise",
-                "dwbn": f"{name}_depthwise_bn",
-                "dwact": f"{name}_depthwise_relu",
-                "pwconv": f"{name}_pointwise",
-                "pwbn": f"{name}_pointwise_bn",
-                "pwact": f"{name}_pointwise_relu",
-            },
+            names=deeplab_separable_names(name),
         )
     if block.skip == "conv":
         shortcut = conv_bn(
@@ -214,44 +205,24 @@ def AlignedXception(
     return model
 
 
-def _make(variant: str, units: int) -> Callable[..., keras.Model]:
-    def constructor(
-        include_top: bool = True,
-        weights: str | None = None,
-        input_tensor=None,
-        input_shape: Sequence[int | None] | None = None,
-        pooling: str | None = None,
-        classes: int = 1000,
-        classifier_activation: str | Callable | None = "softmax",
-        name: str | None = None,
-        **kwargs,
-    ) -> keras.Model:
-        return AlignedXception(
-            variant,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **kwargs,
-        )
+def _doc(variant: str) -> str:
+    blocks = XCEPTION_BLOCKS[variant]
+    entry = ", ".join(f"[{b.depths[0]}]s{b.stride}" for b in blocks if b.flow == "entry_flow")
+    middle = next(b.units for b in blocks if b.flow == "middle_flow")
+    return f"""Builds DeepLab's aligned Xception-{variant.removeprefix("xception")}.
 
-    number = variant.removeprefix("xception")
-    constructor.__name__ = constructor.__qualname__ = f"Xception{number}"
-    constructor.__doc__ = f"""Builds DeepLab's aligned Xception-{number}.
-
-Entry flow {", ".join(f"[{b.depths[0]}]s{b.stride}" for b in XCEPTION_BLOCKS[variant] if b.flow == "entry_flow")},
-middle flow [728]x3 with sum shortcuts repeated {units} times, exit flow
-[728, 1024, 1024]s2 and [1536, 1536, 2048] with BN+ReLU after every conv.
+Entry flow {entry}, middle flow [728]x3 with sum shortcuts repeated {middle} times,
+exit flow [728, 1024, 1024]s2 and [1536, 1536, 2048] with BN+ReLU after every conv.
 Input 299x299 by default (any size >= 32), scaled to [-1, 1] inside the model.
-Arguments as :func:`AlignedXception` (``output_stride``, ``multi_grid``…).
+Arguments as :func:`AlignedXception` (``output_stride``, ``multi_grid``, ``features_only``…).
 """
-    return constructor
 
 
-Xception41 = _make("xception41", 8)
-Xception65 = _make("xception65", 16)
-Xception71 = _make("xception71", 16)
+def _make(variant: str) -> Callable[..., keras.Model]:
+    name = f"Xception{variant.removeprefix('xception')}"
+    return make_constructor(AlignedXception, variant, name, _doc(variant), __name__, default_weights=None)
+
+
+Xception41 = _make("xception41")
+Xception65 = _make("xception65")
+Xception71 = _make("xception71")
