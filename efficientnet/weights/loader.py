@@ -10,7 +10,9 @@ saying so, or raises a :class:`WeightsError` and leaves the model unchanged.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -394,12 +396,13 @@ def _fix_keras_applications_variance(arrays, report: LoadReport):
 
 
 def save_weights(model: keras.Model, path: str) -> None:
-    """Writes ``model``'s weights as a keras-applications-layout legacy ``.h5``, atomically."""
-    import os
-    import tempfile
+    """Writes ``model``'s weights as a keras-applications-layout legacy ``.h5``, atomically.
 
-    from keras.src.legacy.saving import legacy_h5_format
-
+    The layout Keras' ``load_weights(path.h5)`` reads: root attributes ``layer_names``,
+    ``backend`` and ``keras_version``, and one group per layer whose ``weight_names``
+    attribute lists its datasets (``stem_conv/kernel``…). Keras 3's own
+    ``save_weights`` no longer writes it.
+    """
     path = str(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".h5.partial", dir=directory)
@@ -409,9 +412,27 @@ def save_weights(model: keras.Model, path: str) -> None:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         with h5py.File(tmp, "w") as f:
-            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+            _write_legacy(f, model)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _write_legacy(f: h5py.File, model: keras.Model) -> None:
+    # Only layers with weights: the file then does not depend on auto-generated names
+    # (``input_layer_3``), so converting the same weights always gives the same bytes.
+    layers = [layer for layer in model.layers if layer.weights]
+    f.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
+    f.attrs["backend"] = keras.backend.backend().encode("utf8")
+    f.attrs["keras_version"] = str(keras.__version__).encode("utf8")
+    for layer in sorted(layers, key=lambda layer: layer.name):
+        group = f.create_group(layer.name)
+        names = [str(w.path).encode("utf8") for w in layer.weights]
+        group.attrs["weight_names"] = np.array(names)
+        for name, weight in zip(names, layer.weights):
+            value = keras.ops.convert_to_numpy(weight)
+            dataset = group.create_dataset(name.decode("utf8"), value.shape, dtype=value.dtype)
+            dataset[()] = value
+    f.create_group("top_level_model_weights").attrs["weight_names"] = np.array([], dtype="float64")

@@ -185,7 +185,7 @@ def _build_registry() -> Mapping[tuple[str, str, bool], WeightSpec]:
         True,
         "efficientnetlite0.h5",
         "",
-        "7fd0ccbfd51ff72630a0ee4a5c107f0de4d10ce1acb3f34883c502dd0822ed4b",
+        "e00ed15895cd7672a3323c9be19249a490260557bbd1df3d854d82c38bf4bfb2",
         _APACHE,
         preprocessing="lite",
         bundled=True,
