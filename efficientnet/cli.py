@@ -46,10 +46,13 @@ def _list(args: argparse.Namespace) -> int:
     from .config import VARIANTS
     from .models import constructor_name
     from .weights.registry import available_weights
+    from .xception import XCEPTION_BLOCKS
 
     for variant in VARIANTS.values():
         sets = ", ".join(available_weights(variant.name)) or "-"
         print(f"{constructor_name(variant):<20s} {variant.resolution:>4d}px  weights: {sets}")
+    for name in XCEPTION_BLOCKS:
+        print(f"{'Xception' + name.removeprefix('xception'):<20s}  299px  weights: - (convert timm's)")
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import keras
 
@@ -70,6 +71,11 @@ def _xception_names(variant: str) -> dict[int, str]:
 
 def known_tables() -> dict[str, dict[int, str]]:
     """stride → layer name for every built-in variant, keyed by variant name."""
+    return {name: dict(table) for name, table in _known_tables().items()}
+
+
+@lru_cache(maxsize=1)
+def _known_tables() -> dict[str, dict[int, str]]:
     from .xception import XCEPTION_BLOCKS
 
     tables = {name: _efficientnet_names(v) for name, v in config.VARIANTS.items()}
@@ -87,9 +93,10 @@ def endpoint_names(variant: str | Variant) -> dict[int, str]:
 
 def _table_for(model: keras.Model) -> dict[int, str]:
     names = {layer.name for layer in model.layers}
-    if model.name in known_tables() and set(known_tables()[model.name].values()) <= names:
-        return known_tables()[model.name]
-    candidates = [t for t in known_tables().values() if set(t.values()) <= names]
+    tables = known_tables()
+    if model.name in tables and set(tables[model.name].values()) <= names:
+        return tables[model.name]
+    candidates = [t for t in tables.values() if set(t.values()) <= names]
     if not candidates:
         raise ValueError(
             f"{model.name} is not a model of this library (no endpoint table fits its layer names); "
