@@ -319,11 +319,11 @@ def load_weights(
         )
 
     notes: list[str] = []
+    named = _match_by_name(model_layers, file_layers) if by_name else None
     if by_name == "auto":
-        pairs, missing, unused = _match_by_name(model_layers, file_layers)
-        by_name = not missing and not keras3
+        by_name = not named[1] and not keras3
     if by_name:
-        pairs, missing, unused = _match_by_name(model_layers, file_layers)
+        pairs, missing, unused = named
         if not pairs:
             raise WeightsMismatchError(
                 f"No layer of {model.name} has a name in {path} (file layers: "
