@@ -185,3 +185,35 @@ def test_model_weights_unchanged_when_a_later_load_fails(environment, keras_b0_f
     with pytest.raises(efficientnet.WeightsError):
         efficientnet.load_weights(model, str(bad))
     assert_unchanged(model, before)
+
+
+def test_two_processes_fetching_at_once_end_with_one_good_file(environment, keras_b0_files, tmp_path):
+    """Separate processes (not threads) racing for the same registered file."""
+    import json
+    import subprocess
+    import sys
+
+    serve, handler, cache = environment
+    data, _ = keras_b0_files[True]
+    serve({"efficientnetb0.h5": data})
+    digest = hashlib.md5(data).hexdigest()
+    script = (
+        "import dataclasses, sys\n"
+        "from efficientnet.weights import fetch, registry\n"
+        "spec = registry.find_weight_spec('efficientnetb0', 'imagenet', True)\n"
+        "spec = dataclasses.replace(spec, file_hash=sys.argv[1])\n"
+        "print(fetch(spec))\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, digest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), json.dumps([e.decode()[-1000:] for _, e in outputs])
+    # The last line is the path (keras.utils.get_file prints its progress bar before it).
+    assert {o.decode().strip().splitlines()[-1] for o, _ in outputs} == {str(cache / "efficientnetb0.h5")}
+    assert os.listdir(cache) == ["efficientnetb0.h5"]
+    assert (cache / "efficientnetb0.h5").read_bytes() == data
