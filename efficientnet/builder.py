@@ -212,7 +212,7 @@ def EfficientNet(
     with deep_graph_recursion():
         model = keras.Model(inputs, x, name=name or variant.name)
     if normalization is not None:
-        weights_lib.set_normalization(normalization, _normalisation_for(variant, weight_spec), img_input.shape)
+        weights_lib.set_normalization(normalization, _normalisation_for(variant, weight_spec))
     if weights is not None:
         weights_lib.load_requested_weights(model, weights, weight_spec)
     if features_only:

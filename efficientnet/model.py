@@ -11,6 +11,7 @@ release (same file names, so an existing 1.1.1 download cache is reused) and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import keras
@@ -93,9 +94,7 @@ def _variant_for(model_name: str, width: float, depth: float, resolution: int, d
     """The registered variant with these coefficients (so its weights resolve), else a custom one."""
     for variant in VARIANTS.values():
         if variant.family == "v1" and (variant.width, variant.depth, variant.resolution) == (width, depth, resolution):
-            from dataclasses import replace
-
-            return replace(variant, dropout=dropout)
+            return dataclasses.replace(variant, dropout=dropout)
     return Variant(
         name=model_name,
         family="v1",

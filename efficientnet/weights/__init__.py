@@ -84,7 +84,7 @@ def load_requested_weights(model: keras.Model, weights, spec: WeightSpec | None)
     return load_weights(model, str(weights), by_name="auto")
 
 
-def set_normalization(layer: keras.layers.Normalization, norm, input_shape) -> None:
+def set_normalization(layer: keras.layers.Normalization, norm) -> None:
     """Sets a weight-carrying Normalization layer to ``norm``'s statistics (identity for ``None``)."""
     channels = layer.adapt_mean.shape[0]
     if norm is None or channels != 3:
