@@ -1,6 +1,8 @@
-"""The ``efficientnet`` command: ``predict``, ``convert`` and ``list``.
+"""The ``efficientnet`` command: ``predict``, ``train``, ``evaluate``, ``convert`` and ``list``.
 
-efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5]
+efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR]
+efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
+efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
 efficientnet convert SOURCE OUTPUT.h5 --variant lite0 [--layout efficientnet_pytorch]
 efficientnet list
 """
@@ -21,14 +23,27 @@ def _predict(args: argparse.Namespace) -> int:
     from . import builder, config
     from .preprocessing import center_crop_and_resize, decode_predictions, load_image, sample_image_path
 
-    variant = config.get_variant(args.model)
-    model = builder.EfficientNet(variant, weights=args.weights, input_shape=None)
-    size = variant.resolution
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}.")
+    class_names = None
+    if args.run is not None:
+        from .training.engine import load_run
+
+        model, class_names, run = load_run(args.run)
+        size = run["eval_size"]
+    else:
+        variant = config.get_variant(args.model)
+        model = builder.EfficientNet(variant, weights=args.weights, input_shape=None)
+        size = variant.resolution
     paths = args.images or [sample_image_path()]
     for path in paths:
         image = center_crop_and_resize(load_image(path), size).astype("float32")
         probs = np.asarray(model.predict(image[None], verbose=0))
         print(f"{path}:")
+        if class_names is not None:
+            for rank, index in enumerate(np.argsort(-probs[0])[: args.top], 1):
+                print(f"  {rank}. {class_names[index]:<30s} {probs[0, index]:7.2%}")
+            continue
         for rank, (wnid, label, p) in enumerate(decode_predictions(probs, top=args.top)[0], 1):
             print(f"  {rank}. {label:<30s} {p:7.2%}  ({wnid})")
     return 0
@@ -65,7 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="lite0", help="variant name (default: lite0, whose weights ship offline)")
     p.add_argument("--weights", default="imagenet", help="weight set or .h5 path (default: imagenet)")
     p.add_argument("--top", type=int, default=5)
+    p.add_argument("--run", default=None, help="a train run directory: its model, weights and class names")
     p.set_defaults(func=_predict)
+
+    from .training.cli import add_evaluate_parser, add_train_parser
+
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
 
     c = sub.add_parser("convert", help="convert a PyTorch state dict or TensorFlow checkpoint to .h5")
     c.add_argument("source", help=".pth/.pt file, or a TensorFlow checkpoint prefix")

@@ -69,3 +69,26 @@ def weights_snapshot(model: keras.Model) -> list[np.ndarray]:
 def assert_unchanged(model: keras.Model, snapshot: list[np.ndarray]) -> None:
     for before, after in zip(snapshot, model.get_weights()):
         np.testing.assert_array_equal(before, after)
+
+
+def make_image_folder(root, classes=("cat", "coffee", "rocket"), per_class: int = 8, seed: int = 0) -> str:
+    """An image folder of real photos: random square crops of scikit-image's photos, JPEG and PNG."""
+    import os
+
+    import skimage.data
+    from PIL import Image
+
+    photos = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket", "astronaut": "astronaut", "horse": "horse"}
+    rng = np.random.default_rng(seed)
+    for cls in classes:
+        image = getattr(skimage.data, photos.get(cls, cls))()
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        os.makedirs(os.path.join(root, cls), exist_ok=True)
+        h, w = image.shape[:2]
+        for i in range(per_class):
+            s = int(rng.integers(min(h, w) // 3, min(h, w) // 2))
+            y, x = int(rng.integers(0, h - s)), int(rng.integers(0, w - s))
+            ext = "png" if i % 2 else "jpg"
+            Image.fromarray(image[y : y + s, x : x + s, :3]).save(os.path.join(root, cls, f"{i}.{ext}"))
+    return str(root)

@@ -1,0 +1,118 @@
+"""The ``efficientnet train`` and ``efficientnet evaluate`` sub-commands.
+
+efficientnet train DATA_DIR --model efficientnet-lite0 --weights imagenet --recipe finetune \\
+    [--epochs 5 --batch-size 32 --image-size 224 --val-dir DIR | --val-split 0.2] --out RUN_DIR [--resume]
+efficientnet evaluate DATA_DIR (--run RUN_DIR | --model efficientnet-lite0 --weights RUN_DIR/model.weights.h5) \\
+    [--image-size 224] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_train_parser", "add_evaluate_parser"]
+
+
+def _weights(value: str) -> str | None:
+    return None if value.lower() in ("none", "random", "scratch") else value
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine import train
+
+    overrides = {}
+    if args.learning_rate is not None:
+        overrides["base_learning_rate"] = args.learning_rate
+    result = train(
+        args.model,
+        args.data_dir,
+        recipe=args.recipe,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        val_data=args.val_dir,
+        val_split=args.val_split,
+        out_dir=args.out,
+        weights=_weights(args.weights) if args.weights is not None else _recipe_default(),
+        seed=args.seed,
+        resume=args.resume,
+        verbose=1 if not args.quiet else 2,
+        on_bad_file="error" if args.strict_files else "skip",
+        deterministic=args.deterministic,
+        **overrides,
+    )
+    last = {k: v[-1] for k, v in result.history.items() if v}
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()))
+    print(f"Finished: {figures}")
+    print(f"Weights: {result.weights_path} ({len(result.class_names)} classes, {args.out}/classes.json)")
+    return 0
+
+
+def _recipe_default():
+    from .engine import _DEFAULT
+
+    return _DEFAULT
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .engine import evaluate
+
+    if args.run is None and (args.model is None or args.weights is None):
+        raise ValueError("evaluate needs --run RUN_DIR, or --model and --weights.")
+    result = evaluate(
+        args.run if args.run is not None else args.model,
+        args.data_dir,
+        weights=args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        out_dir=args.out,
+        on_bad_file="error" if args.strict_files else "skip",
+    )
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=1)
+        print()
+    else:
+        print(result)
+        for kind, path in result.files.items():
+            print(f"Wrote {kind}: {path}")
+    return 0
+
+
+def add_train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train or fine-tune a classifier on an image folder")
+    t.add_argument("data_dir", help="training images, one sub-folder per class")
+    t.add_argument("--model", default="efficientnet-lite0", help="variant (default: efficientnet-lite0)")
+    t.add_argument(
+        "--weights", default=None, help="imagenet, none, or a weights file to start from (default: the recipe's)"
+    )
+    t.add_argument("--recipe", default="finetune", help="finetune (default), efficientnet or efficientnetv2")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None, help="global batch size (default: the recipe's)")
+    t.add_argument("--image-size", type=int, default=None, help="training size (default: the variant's)")
+    t.add_argument("--learning-rate", type=float, default=None, help="the recipe's base learning rate")
+    group = t.add_mutually_exclusive_group()
+    group.add_argument("--val-dir", default=None, help="held-out images with the same class folders")
+    group.add_argument("--val-split", type=float, default=None, help="hold out this fraction of each class")
+    t.add_argument("--out", required=True, help="the run directory (checkpoints, logs, weights)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels")
+    t.add_argument("--strict-files", action="store_true", help="stop at an unreadable image instead of skipping it")
+    t.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    t.set_defaults(func=_train)
+
+
+def add_evaluate_parser(sub) -> None:
+    e = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and a confusion matrix")
+    e.add_argument("data_dir", help="held-out images, one sub-folder per class")
+    e.add_argument("--run", default=None, help="a train run directory (model, weights and classes)")
+    e.add_argument("--model", default=None, help="variant, with --weights")
+    e.add_argument("--weights", default=None, help="trained weights (classes.json beside it names the classes)")
+    e.add_argument("--image-size", type=int, default=None)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--out", default=None, help="write confusion.png and metrics.json here")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    e.add_argument("--strict-files", action="store_true", help="stop at an unreadable image instead of skipping it")
+    e.set_defaults(func=_evaluate)

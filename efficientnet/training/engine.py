@@ -1,0 +1,738 @@
+"""``train`` and ``evaluate``: a recipe, a model and image data through Keras' own ``fit``.
+
+A run directory (``out_dir``) holds everything a run leaves behind:
+
+- ``checkpoint/``: the last finished epoch — model and optimizer state
+  (``train_state.weights.h5``), the EMA averages (``ema.npz``) and ``state.json``
+  (epoch, history, settings) — written atomically at every epoch end, so ``resume=True``
+  (``--resume``) continues exactly where a killed run stopped;
+- ``history.csv`` (Keras' ``CSVLogger``), ``logs/`` (TensorBoard), ``curves.png``;
+- ``model.weights.h5``: the final weights (the EMA average where the recipe keeps one) in the
+  keras-applications layout, which loads with ``EfficientNetLite0(weights=path, classes=N)``;
+- ``classes.json`` (class names in label order) and ``run.json`` (model, image size, recipe).
+
+Every epoch's shuffle, crops, augmentation and dropout masks are seeded from ``(seed, epoch)``;
+each epoch is one ``model.fit(initial_epoch=e, epochs=e + 1)`` call on a pipeline built for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from ..config import Variant, get_variant
+from .recipes import Recipe
+from .recipes import recipe as get_recipe
+
+__all__ = [
+    "TrainResult",
+    "EvalResult",
+    "RunError",
+    "build_classifier",
+    "train",
+    "evaluate",
+    "load_run",
+]
+
+CHECKPOINT_DIR = "checkpoint"
+WEIGHTS_FILE = "model.weights.h5"
+CLASSES_FILE = "classes.json"
+RUN_FILE = "run.json"
+_DEFAULT = object()
+
+
+class RunError(ValueError):
+    """A run directory that cannot be written, resumed or read as asked."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (final weights in place) and its record."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    class_names: tuple[str, ...]
+    image_size: int
+    recipe: Recipe
+    out_dir: str | None = None
+
+    @property
+    def weights_path(self) -> str | None:
+        return os.path.join(self.out_dir, WEIGHTS_FILE) if self.out_dir else None
+
+
+@dataclass
+class EvalResult:
+    """Top-1/top-k accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+
+    top1: float
+    top5: float | None
+    loss: float
+    per_class: dict[str, float]
+    confusion: np.ndarray
+    class_names: tuple[str, ...]
+    num_images: int
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "top1": self.top1,
+            "top5": self.top5,
+            "loss": self.loss,
+            "num_images": self.num_images,
+            "per_class": self.per_class,
+            "class_names": list(self.class_names),
+            "confusion": self.confusion.tolist(),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.num_images} images: top-1 {self.top1:.2%}" + (f", top-5 {self.top5:.2%}" if self.top5 else "")]
+        lines += [f"  {name:<24s} {acc:7.2%}" for name, acc in self.per_class.items()]
+        return "\n".join(lines)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def build_classifier(
+    model: str | Variant,
+    num_classes: int,
+    *,
+    weights: str | None = None,
+    recipe: Recipe | None = None,
+) -> keras.Model:
+    """A named EfficientNet with a new ``num_classes`` classifier, the recipe's regularisation and BN momentum.
+
+    The layer names and order equal ``EfficientNetXX(weights=None, classes=num_classes)``, so the
+    trained weights load there by name or position; ``weights`` (e.g. ``"imagenet"``) initialise the
+    backbone. The new classifier starts at zero (uniform predictions, as BiT's fine-tuning does):
+    the reference initialiser scales with 1/classes and gives a few-class head logits in the tens.
+    The input size is free (``(None, None, 3)``) so training may change it.
+    """
+    from ..builder import EfficientNet, add_head
+
+    rec = recipe or get_recipe("finetune")
+    variant = get_variant(model) if isinstance(model, str) else model
+    kwargs = dict(
+        drop_connect_rate=rec.drop_connect_rate,
+        bn_momentum=rec.bn_momentum,
+        input_shape=(None, None, 3),
+    )
+    dropout = variant.dropout if rec.dropout_rate is None else rec.dropout_rate
+    backbone = EfficientNet(variant, include_top=False, weights=weights, **kwargs)
+    outputs = add_head(
+        backbone.output,
+        include_top=True,
+        pooling=None,
+        classes=num_classes,
+        dropout_rate=dropout,
+        classifier_activation="softmax",
+    )
+    net = keras.Model(backbone.inputs, outputs, name=variant.name)
+    head = net.get_layer("predictions")
+    head.kernel.assign(keras.ops.zeros_like(head.kernel))
+    return net
+
+
+def _num_outputs(model: keras.Model) -> int:
+    shape = model.output_shape
+    if isinstance(shape, list) or len(shape) != 2:
+        raise ValueError(
+            f"train/evaluate need a classifier with one (batch, classes) output; {model.name!r} outputs {shape}."
+        )
+    return int(shape[-1])
+
+
+def _seed_generators(model: keras.Model):
+    for layer in model._flatten_layers(include_self=True):
+        yield from getattr(layer, "_seed_generators", ())
+
+
+def _reseed(model: keras.Model, seed: int) -> None:
+    """Sets every dropout/stochastic-depth random state of ``model`` from ``seed`` (reproducible epochs)."""
+    for i, generator in enumerate(_seed_generators(model)):
+        state = generator.state
+        generator.state.assign(keras.ops.cast(keras.ops.convert_to_tensor([seed, i]), state.dtype))
+
+
+def _set_trainable(model: keras.Model, *, head_only: bool, freeze_bn: bool) -> None:
+    for layer in model._flatten_layers(include_self=False):
+        if layer._layers:  # containers follow their children
+            continue
+        if head_only:
+            layer.trainable = layer.name == "predictions"
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = not freeze_bn
+        else:
+            layer.trainable = True
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _source(data, *, class_names=None, on_bad_file="skip", what="training"):
+    from . import data as data_lib
+
+    if data is None:
+        return None
+    if isinstance(data, (data_lib.ImageFolder, data_lib.TensorSource)):
+        return data
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        if class_names is None:
+            raise ValueError(f"A tf.data {what} dataset needs class_names= (a list of names or the number of classes).")
+        return data_lib.tensor_source(data, class_names)
+    if isinstance(data, (str, os.PathLike)):
+        return data_lib.scan_image_folder(data, class_names=class_names, on_bad_file=on_bad_file)
+    raise TypeError(
+        f"{what.capitalize()} data must be an image folder path or a tf.data.Dataset of (image, label), "
+        f"got {type(data).__name__}."
+    )
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_checkpoint(out_dir: str, model: keras.Model, ema, state: dict) -> None:
+    """Writes ``checkpoint/`` as a whole: a new directory is filled, then swapped in by renames."""
+    final = os.path.join(out_dir, CHECKPOINT_DIR)
+    tmp = tempfile.mkdtemp(prefix=".checkpoint-", dir=out_dir)
+    try:
+        model.save_weights(os.path.join(tmp, "train_state.weights.h5"))
+        if ema is not None:
+            np.savez(os.path.join(tmp, "ema.npz"), **ema.state())
+        with open(os.path.join(tmp, "state.json"), "w") as f:
+            json.dump(state, f, indent=1)
+        old = None
+        if os.path.exists(final):
+            old = tempfile.mkdtemp(prefix=".old-checkpoint-", dir=out_dir)
+            os.rmdir(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _recover_checkpoint(out_dir: str) -> None:
+    """A crash between the two renames leaves ``.old-checkpoint-*`` and no ``checkpoint``: put it back."""
+    final = os.path.join(out_dir, CHECKPOINT_DIR)
+    olds = sorted(e for e in os.listdir(out_dir) if e.startswith(".old-checkpoint-"))
+    if not os.path.exists(final) and olds:
+        os.replace(os.path.join(out_dir, olds[-1]), final)
+    for name in os.listdir(out_dir):
+        if name.startswith((".checkpoint-", ".old-checkpoint-")):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+
+
+def _read_state(out_dir: str) -> dict | None:
+    path = os.path.join(out_dir, CHECKPOINT_DIR, "state.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def _compile(model, rec: Recipe, steps_per_epoch, global_batch, epochs, num_classes):
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    optimizer = rec.optimizer(steps_per_epoch, global_batch, epochs)
+    model.compile(optimizer=optimizer, loss=rec.loss(), metrics=metrics)
+    optimizer.build(model.trainable_variables)
+
+
+def train(
+    model: str | keras.Model,
+    train_data,
+    *,
+    recipe: str | Recipe = "finetune",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    image_size: int | None = None,
+    val_data=None,
+    val_split: float | None = None,
+    out_dir: str | os.PathLike | None = None,
+    strategy=None,
+    weights=_DEFAULT,
+    class_names: Sequence[str] | int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
+    cache: str | None = None,
+    on_bad_file: str = "skip",
+    deterministic: bool = False,
+    **recipe_overrides,
+) -> TrainResult:
+    """Trains a classifier with a recipe, through ``model.fit``.
+
+    Args:
+        model: a variant name (``"efficientnet-lite0"``, ``"b3"``, ``"efficientnetv2-s"``), built
+            with a new classifier for the data's classes (see :func:`build_classifier`), or a Keras
+            classifier that takes raw 0–255 RGB images (the library's models do).
+        train_data: an image folder (one sub-folder per class) or a ``tf.data.Dataset`` of single
+            ``(image, integer label)`` pairs (then ``class_names`` is required).
+        recipe: ``"finetune"`` (default), ``"efficientnet"``, ``"efficientnetv2"`` or a :class:`Recipe`;
+            ``**recipe_overrides`` change its fields (``learning_rate`` is an alias of
+            ``base_learning_rate``).
+        epochs, batch_size, image_size: default to the recipe's and the variant's; ``batch_size``
+            is the global batch (the learning rate scales with it where the recipe says so).
+        val_data, val_split: a held-out folder/dataset, or a fraction of each training class.
+        out_dir: the run directory (see the module docstring); ``None`` writes nothing.
+        strategy: ``None``/``"none"``, or a ``tf.distribute.Strategy`` to build and train under.
+        weights: for a named model, the weights to start from (default: the recipe's).
+        seed: seeds the data order, crops, augmentation and dropout of every epoch.
+        resume: continue the run in ``out_dir`` from its last finished epoch.
+        callbacks: more Keras callbacks.
+        cache: a file prefix to cache decoded training images in.
+        on_bad_file: ``"skip"`` unreadable images with a warning, or ``"error"``.
+        deterministic: make TensorFlow's kernels deterministic (bitwise-reproducible runs).
+
+    Raises:
+        DatasetError: bad data (see :func:`efficientnet.training.data.scan_image_folder`), or
+            labels that do not match the model's classes.
+        RunError: ``out_dir`` holds another run (and ``resume`` is off), or nothing to resume.
+    """
+    from . import data as data_lib
+    from .optim import ExponentialMovingAverage, apply_l2_regularization
+
+    if "learning_rate" in recipe_overrides:
+        recipe_overrides["base_learning_rate"] = recipe_overrides.pop("learning_rate")
+    variant_name = model if isinstance(model, str) else None
+    rec = get_recipe(recipe, variant=variant_name, **recipe_overrides)
+    epochs = rec.epochs if epochs is None else int(epochs)
+    batch_size = rec.batch_size if batch_size is None else int(batch_size)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}.")
+
+    if deterministic:
+        keras.utils.set_random_seed(seed)
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+    source = _source(train_data, class_names=class_names, on_bad_file=on_bad_file)
+    names = source.class_names
+    if val_data is not None and val_split is not None:
+        raise ValueError("Pass val_data or val_split, not both.")
+    if val_split is not None:
+        if not isinstance(source, data_lib.ImageFolder):
+            raise ValueError("val_split needs an image folder; split a tf.data dataset yourself and pass val_data.")
+        source, val_source = data_lib.split_image_folder(source, val_split, seed=seed)
+    else:
+        val_source = _source(val_data, class_names=names, on_bad_file=on_bad_file, what="validation")
+        if val_source is not None and tuple(val_source.class_names) != tuple(names):
+            raise data_lib.DatasetError(
+                f"The validation classes {list(val_source.class_names)} differ from the training classes {list(names)}."
+            )
+
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        _recover_checkpoint(out_dir)
+        state = _read_state(out_dir)
+        if state is not None and not resume:
+            raise RunError(
+                f"{out_dir!r} already holds a run (finished epoch {state['epoch']} of {state['epochs']}). "
+                "Pass resume=True (--resume) to continue it, or choose another output directory."
+            )
+        if resume and state is None:
+            raise RunError(f"Nothing to resume in {out_dir!r}: it has no {CHECKPOINT_DIR}/. Start without --resume.")
+    elif resume:
+        raise RunError("resume=True needs out_dir, the run directory to continue.")
+    else:
+        state = None
+
+    scope = _strategy_scope(strategy)
+    with scope:
+        pretrained = False
+        if isinstance(model, str):
+            variant = get_variant(model)
+            start = rec.weights if weights is _DEFAULT else weights
+            pretrained = start is not None
+            net = build_classifier(variant, len(names), weights=start, recipe=rec)
+            default_size = rec.train_size or variant.resolution
+        elif isinstance(model, keras.Model):
+            net = model
+            pretrained = weights is not _DEFAULT and weights is not None
+            side = net.input_shape[1] if net.input_shape and len(net.input_shape) == 4 else None
+            default_size = rec.train_size or side or 224
+        else:
+            raise TypeError(f"model must be a variant name or a keras.Model, got {type(model).__name__}.")
+        outputs = _num_outputs(net)
+        if outputs != len(names):
+            raise data_lib.DatasetError(
+                f"The data has {len(names)} classes ({', '.join(names[:5])}{'…' if len(names) > 5 else ''}) "
+                f"but the model predicts {outputs}. Build the model with classes={len(names)} or pass a variant "
+                "name to get a new classifier."
+            )
+        size = int(image_size or default_size)
+        if size < 32:
+            raise ValueError(f"image_size must be at least 32, got {size}.")
+        steps = len(source) // batch_size
+        if steps < 1:
+            raise data_lib.DatasetError(
+                f"The training set has {len(source)} images, fewer than one batch of {batch_size}. "
+                "Lower the batch size or add images."
+            )
+        if rec.l2_weight_decay:
+            apply_l2_regularization(net, rec.l2_weight_decay)
+        freeze_bn = rec.freeze_bn and pretrained
+        phase = None
+
+        def enter_phase(epoch: int) -> None:
+            nonlocal phase
+            head_only = epoch < rec.freeze_epochs
+            if phase == head_only:
+                return
+            phase = head_only
+            _set_trainable(net, head_only=head_only, freeze_bn=freeze_bn)
+            phase_epochs = rec.freeze_epochs if head_only else epochs - rec.freeze_epochs
+            _compile(net, rec, steps, batch_size, max(1, phase_epochs), len(names))
+
+    ema = None
+    if rec.ema_decay is not None:
+        ema = ExponentialMovingAverage(decay=rec.ema_decay)
+    history: dict[str, list[float]] = {}
+    start_epoch = 0
+    if state is not None:
+        _check_resume(state, net, names, size, batch_size, epochs, rec, seed)
+        start_epoch = int(state["epoch"])
+        history = state["history"]
+        _truncate_history(os.path.join(out_dir, "history.csv"), start_epoch)
+        with scope:
+            enter_phase(min(start_epoch, epochs - 1))
+            net.load_weights(os.path.join(out_dir, CHECKPOINT_DIR, "train_state.weights.h5"))
+        if ema is not None:
+            path = os.path.join(out_dir, CHECKPOINT_DIR, "ema.npz")
+            with np.load(path) as arrays:
+                ema.load_state({key: arrays[key] for key in arrays.files})
+    if out_dir is not None:
+        _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name)
+
+    val_ds = None
+    if val_source is not None:
+        val_ds = data_lib.eval_dataset(
+            val_source,
+            image_size=rec.eval_size or size,
+            batch_size=batch_size,
+            crop_padding=rec.crop_padding,
+            interpolation=rec.interpolation,
+        )
+    extra = list(callbacks)
+    recipe_callbacks = [cb for cb in rec.callbacks(out_dir) if not isinstance(cb, ExponentialMovingAverage)]
+    all_callbacks = ([ema] if ema is not None else []) + recipe_callbacks + extra
+
+    for epoch in range(start_epoch, epochs):
+        es = data_lib.epoch_seed(seed, epoch)
+        with scope:
+            enter_phase(epoch)
+        ds = data_lib.train_dataset(
+            source,
+            image_size=size,
+            batch_size=batch_size,
+            seed=seed,
+            epoch=epoch,
+            augment=rec.augmentation_layers(es),
+            batch_augment=rec.batch_augmentation(es),
+            random_crop=rec.random_crop,
+            interpolation=rec.interpolation,
+            cache=cache,
+        )
+        _reseed(net, es)
+        fit = net.fit(
+            ds,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            validation_data=val_ds,
+            callbacks=all_callbacks,
+            shuffle=False,  # the pipeline shuffles, seeded per epoch
+            verbose=verbose,
+        )
+        for key, values in fit.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        if out_dir is not None:
+            _save_checkpoint(
+                out_dir,
+                net,
+                ema,
+                {
+                    "epoch": epoch + 1,
+                    "epochs": epochs,
+                    "history": history,
+                    "settings": _settings(names, size, batch_size, epochs, rec, seed),
+                },
+            )
+        if net.stop_training:
+            break
+
+    if ema is not None:
+        ema.assign_to_model()
+    if out_dir is not None:
+        from ..weights import save_weights
+
+        save_weights(net, os.path.join(out_dir, WEIGHTS_FILE))
+        _plot_curves(history, os.path.join(out_dir, "curves.png"))
+    return TrainResult(net, history, tuple(names), size, rec, out_dir)
+
+
+def _strategy_scope(strategy):
+    import contextlib
+
+    if strategy is None or strategy == "none":
+        return contextlib.nullcontext()
+    if hasattr(strategy, "scope"):
+        return strategy.scope()
+    raise ValueError(f"strategy must be None, 'none' or a tf.distribute.Strategy, got {strategy!r}.")
+
+
+def _settings(names, size, batch_size, epochs, rec: Recipe, seed: int) -> dict:
+    return {
+        "class_names": list(names),
+        "image_size": size,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "seed": seed,
+        "recipe": rec.to_dict(),
+    }
+
+
+def _truncate_history(path: str, epochs_done: int) -> None:
+    """Drops the CSV rows of epochs after the checkpoint (logged by a run killed before saving)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines()
+    kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",", 1)[0]) < epochs_done]
+    if kept != lines:
+        _atomic_write_text(path, "\n".join(kept) + "\n")
+
+
+def _check_resume(state, net, names, size, batch_size, epochs, rec, seed) -> None:
+    saved = state.get("settings", {})
+    now = _settings(names, size, batch_size, epochs, rec, seed)
+    differ = [k for k in now if k != "epochs" and saved.get(k) != json.loads(json.dumps(now[k]))]
+    if differ:
+        details = "; ".join(f"{k}: run {saved.get(k)!r}, now {now[k]!r}" for k in differ if k != "recipe")
+        if "recipe" in differ:
+            details += "; the recipe differs"
+        raise RunError(
+            f"Cannot resume: the settings differ from the run's ({details}). Resume with the run's settings "
+            "or start a new run directory."
+        )
+
+
+def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name) -> None:
+    _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
+    run = {
+        "model": get_variant(variant_name).name if variant_name else None,
+        "model_name": net.name,
+        "classes": len(names),
+        "image_size": size,
+        "eval_size": rec.eval_size or size,
+        "crop_padding": rec.crop_padding,
+        "interpolation": rec.interpolation,
+        "weights": WEIGHTS_FILE,
+        "recipe": rec.name,
+        "recipe_settings": rec.to_dict(),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    _atomic_write_text(os.path.join(out_dir, RUN_FILE), json.dumps(run, indent=1))
+
+
+def _plot_curves(history: dict[str, list[float]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        warnings.warn("matplotlib is not installed: no curves.png (pip install matplotlib).", stacklevel=2)
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key in (metric, f"val_{metric}"):
+            if key in history:
+                ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def _save_figure(fig, path: str) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- runs and evaluation ----------------------------------------------------------------------
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, tuple[str, ...], dict]:
+    """The trained model of a run directory, its class names and its ``run.json``."""
+    from ..builder import EfficientNet
+
+    run_dir = os.fspath(run_dir)
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        raise RunError(f"{run_dir!r} is not a training run directory (no {RUN_FILE}). Pass the --out of a train run.")
+    with open(path) as f:
+        run = json.load(f)
+    weights = os.path.join(run_dir, run["weights"])
+    if not os.path.isfile(weights):
+        raise RunError(f"The run in {run_dir!r} has not finished: {weights!r} is missing. Resume it with --resume.")
+    if run.get("model") is None:
+        raise RunError(f"The run in {run_dir!r} trained a custom model; load it yourself from {weights!r}.")
+    with open(os.path.join(run_dir, CLASSES_FILE)) as f:
+        names = tuple(json.load(f))
+    model = EfficientNet(run["model"], weights=weights, classes=len(names), input_shape=(None, None, 3))
+    return model, names, run
+
+
+def evaluate(
+    model: keras.Model | str,
+    data,
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    class_names: Sequence[str] | int | None = None,
+    crop_padding: int = 32,
+    interpolation: str = "bicubic",
+    out_dir: str | os.PathLike | None = None,
+    on_bad_file: str = "skip",
+) -> EvalResult:
+    """Top-1/top-5, per-class accuracy and the confusion matrix of a classifier on held-out data.
+
+    ``model`` is a Keras classifier, a run directory, or a variant name with ``weights`` (a trained
+    ``model.weights.h5``; ``classes.json`` beside it gives the class names). Images get the papers'
+    evaluation crop. With ``out_dir``, ``confusion.png`` and ``metrics.json`` are written there.
+    """
+    from ..builder import EfficientNet
+    from . import data as data_lib
+
+    run = {}
+    if isinstance(model, (str, os.PathLike)) and os.path.isdir(os.fspath(model)):
+        model, names, run = load_run(model)
+        class_names = class_names or names
+    elif isinstance(model, str):
+        if weights is None:
+            raise ValueError("Evaluating a variant by name needs weights= (a trained weights file) or a run directory.")
+        if class_names is None:
+            beside = os.path.join(os.path.dirname(os.path.abspath(weights)), CLASSES_FILE)
+            if os.path.isfile(beside):
+                with open(beside) as f:
+                    class_names = tuple(json.load(f))
+        if class_names is None:
+            class_names = data_lib.scan_image_folder(data, check_images=False).class_names
+        n = class_names if isinstance(class_names, int) else len(class_names)
+        model = EfficientNet(model, weights=weights, classes=n, input_shape=(None, None, 3))
+    source = _source(data, class_names=class_names, on_bad_file=on_bad_file, what="evaluation")
+    names = tuple(source.class_names)
+    if _num_outputs(model) != len(names):
+        raise data_lib.DatasetError(
+            f"The data has {len(names)} classes but the model predicts {_num_outputs(model)}. "
+            "Evaluate on a folder with the training classes."
+        )
+    side = model.input_shape[1] if len(model.input_shape) == 4 else None
+    size = int(image_size or run.get("eval_size") or side or 224)
+    ds = data_lib.eval_dataset(
+        source,
+        image_size=size,
+        batch_size=batch_size,
+        crop_padding=crop_padding,
+        interpolation=interpolation,
+        one_hot=False,
+    )
+    probs, labels = [], []
+    for images, y in ds:
+        probs.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        labels.append(np.asarray(y))
+    probs = np.concatenate(probs).astype("float64")
+    labels = np.concatenate(labels).astype("int64")
+    n = len(names)
+    predicted = probs.argmax(-1)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    top1 = float((predicted == labels).mean())
+    top5 = None
+    if n > 5:
+        top = np.argsort(-probs, axis=-1)[:, :5]
+        top5 = float((top == labels[:, None]).any(-1).mean())
+    totals = confusion.sum(1)
+    per_class = {
+        name: float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i, name in enumerate(names)
+    }
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+    result = EvalResult(top1, top5, loss, per_class, confusion, names, int(len(labels)))
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        result.files["json"] = os.path.join(out_dir, "metrics.json")
+        _atomic_write_text(result.files["json"], json.dumps(result.to_dict(), indent=1))
+        result.files["confusion"] = os.path.join(out_dir, "confusion.png")
+        _plot_confusion(confusion, names, result.files["confusion"])
+    return result
+
+
+def _plot_confusion(confusion: np.ndarray, names: Sequence[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(4, 0.5 * n + 2)))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=90)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
