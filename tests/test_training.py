@@ -219,7 +219,10 @@ BACKEND_STEP = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize(
+    "backend",
+    ["tensorflow", pytest.param("jax", marks=pytest.mark.slow), pytest.param("torch", marks=pytest.mark.slow)],
+)
 def test_one_efficientnet_recipe_epoch_on_each_backend(backend, tmp_path):
     pytest.importorskip(backend)
     folder = make_image_folder(tmp_path / "d", per_class=4)
