@@ -3,6 +3,7 @@
 efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR]
 efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
 efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
+efficientnet noisy-student LABELED_DIR UNLABELED_DIR --teacher lite0 --student lite1 --iterations 2 --out RUN_DIR
 efficientnet convert SOURCE OUTPUT.h5 --variant lite0 [--layout efficientnet_pytorch]
 efficientnet list
 """
@@ -83,10 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--run", default=None, help="a train run directory: its model, weights and class names")
     p.set_defaults(func=_predict)
 
-    from .training.cli import add_evaluate_parser, add_train_parser
+    from .training.cli import add_evaluate_parser, add_noisy_student_parser, add_train_parser
 
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    add_noisy_student_parser(sub)
 
     c = sub.add_parser("convert", help="convert a PyTorch state dict or TensorFlow checkpoint to .h5")
     c.add_argument("source", help=".pth/.pt file, or a TensorFlow checkpoint prefix")

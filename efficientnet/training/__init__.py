@@ -10,6 +10,8 @@ training or evaluation starts.
 - :class:`RMSpropTF`, :class:`WarmupExponentialDecay`, :func:`apply_l2_regularization`,
   :class:`ExponentialMovingAverage` (:mod:`.optim`): what Keras lacks for the recipe.
 - :class:`AutoAugment` (:mod:`.autoaugment`): policy v0 from Keras' augmentation layers.
+- :func:`noisy_student`, :func:`select_and_balance`, :func:`finetune_at_resolution`
+  (:mod:`.noisy_student`) and V2's progressive learning (:mod:`.progressive`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ __all__ = [
     "Recipe",
     "RECIPES",
     "TrainResult",
+    "ProgressiveSchedule",
     "WarmupExponentialDecay",
     "apply_l2_regularization",
+    "finetune_at_resolution",
+    "noisy_student",
+    "progressive_schedule",
+    "select_and_balance",
     "build_classifier",
     "evaluate",
     "list_recipes",
@@ -42,8 +49,13 @@ _WHERE = {
     "Recipe": "recipes",
     "RECIPES": "recipes",
     "TrainResult": "engine",
+    "ProgressiveSchedule": "progressive",
     "WarmupExponentialDecay": "optim",
     "apply_l2_regularization": "optim",
+    "finetune_at_resolution": "noisy_student",
+    "noisy_student": "noisy_student",
+    "progressive_schedule": "progressive",
+    "select_and_balance": "noisy_student",
     "build_classifier": "engine",
     "evaluate": "engine",
     "list_recipes": "recipes",

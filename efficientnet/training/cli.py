@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-__all__ = ["add_train_parser", "add_evaluate_parser"]
+__all__ = ["add_train_parser", "add_evaluate_parser", "add_noisy_student_parser"]
 
 
 def _weights(value: str) -> str | None:
@@ -41,6 +41,7 @@ def _train(args: argparse.Namespace) -> int:
         verbose=1 if not args.quiet else 2,
         on_bad_file="error" if args.strict_files else "skip",
         deterministic=args.deterministic,
+        progressive=args.progressive,
         **overrides,
     )
     last = {k: v[-1] for k, v in result.history.items() if v}
@@ -101,6 +102,9 @@ def add_train_parser(sub) -> None:
     t.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels")
     t.add_argument("--strict-files", action="store_true", help="stop at an unreadable image instead of skipping it")
     t.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    t.add_argument(
+        "--progressive", action="store_true", help="EfficientNetV2 progressive learning (V2-S/M/L; the paper's table)"
+    )
     t.set_defaults(func=_train)
 
 
@@ -116,3 +120,66 @@ def add_evaluate_parser(sub) -> None:
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     e.add_argument("--strict-files", action="store_true", help="stop at an unreadable image instead of skipping it")
     e.set_defaults(func=_evaluate)
+
+
+def _noisy_student(args: argparse.Namespace) -> int:
+    from .noisy_student import noisy_student
+
+    result = noisy_student(
+        args.labeled_dir,
+        args.unlabeled_dir,
+        teacher=args.teacher,
+        student=args.student,
+        iterations=args.iterations,
+        recipe=args.recipe,
+        teacher_epochs=args.epochs,
+        student_epochs=args.epochs,
+        batch_size=args.batch_size,
+        ratio=args.ratio,
+        image_size=args.image_size,
+        threshold=args.threshold,
+        per_class=args.per_class,
+        hard=args.hard,
+        temperature=args.temperature,
+        noise=not args.no_noise,
+        val_data=args.val_dir,
+        allow_smaller_student=args.allow_smaller_student,
+        finetune_epochs=args.finetune_epochs,
+        finetune_size=args.finetune_size,
+        out_dir=args.out,
+        resume=args.resume,
+        seed=args.seed,
+        verbose=1 if not args.quiet else 2,
+    )
+    for row in result.figures:
+        print(f"{row['model']:<10s} {row['name']:<24s} held-out top-1 {row['top1']:.2%}")
+    print(f"Runs, pseudo-label tables and noisy_student.json in {args.out}")
+    return 0
+
+
+def add_noisy_student_parser(sub) -> None:
+    n = sub.add_parser("noisy-student", help="Noisy Student: teacher, pseudo-labels, noised students")
+    n.add_argument("labeled_dir", help="labeled images, one sub-folder per class")
+    n.add_argument("unlabeled_dir", help="unlabeled images (any layout)")
+    n.add_argument("--teacher", default="efficientnet-lite0", help="variant to train, or a train run directory")
+    n.add_argument("--student", default="efficientnet-lite0", help="student variant (at least the teacher's size)")
+    n.add_argument("--iterations", type=int, default=1)
+    n.add_argument("--recipe", default="finetune")
+    n.add_argument("--epochs", type=int, default=None, help="epochs of the teacher and of each student")
+    n.add_argument("--batch-size", type=int, default=None)
+    n.add_argument("--ratio", type=int, default=1, help="unlabeled images per labeled image in a batch")
+    n.add_argument("--image-size", type=int, default=None)
+    n.add_argument("--threshold", type=float, default=0.3)
+    n.add_argument("--per-class", type=int, default=None, help="images per class after balancing")
+    n.add_argument("--hard", action="store_true", help="one-hot pseudo-labels instead of probabilities")
+    n.add_argument("--temperature", type=float, default=1.0)
+    n.add_argument("--no-noise", action="store_true", help="train students without RandAugment/dropout/depth")
+    n.add_argument("--val-dir", default=None)
+    n.add_argument("--allow-smaller-student", action="store_true")
+    n.add_argument("--finetune-epochs", type=float, default=0.0, help="test-resolution fine-tune at the end")
+    n.add_argument("--finetune-size", type=int, default=None)
+    n.add_argument("--out", required=True)
+    n.add_argument("--resume", action="store_true")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(func=_noisy_student)

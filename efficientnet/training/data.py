@@ -33,6 +33,10 @@ __all__ = [
     "ImageFolder",
     "TensorSource",
     "tensor_source",
+    "SoftLabels",
+    "MixedSource",
+    "steps_per_epoch",
+    "list_images",
     "scan_image_folder",
     "split_image_folder",
     "decode_image",
@@ -336,6 +340,76 @@ def tensor_source(dataset: tf.data.Dataset, class_names: Sequence[str] | int) ->
     return TensorSource(dataset, tuple(class_names), size)
 
 
+@dataclass(frozen=True)
+class SoftLabels:
+    """Image files with a label *row* each (soft or one-hot pseudo-labels), e.g. from a teacher."""
+
+    files: tuple[str, ...]
+    targets: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        targets = np.asarray(self.targets, dtype="float32")
+        if targets.ndim != 2 or targets.shape != (len(self.files), len(self.class_names)):
+            raise DatasetError(
+                f"Soft labels must be a (files, classes) = ({len(self.files)}, {len(self.class_names)}) array, "
+                f"got shape {targets.shape}."
+            )
+        object.__setattr__(self, "targets", targets)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class MixedSource:
+    """Labeled images and pseudo-labeled ones, ``ratio`` unlabeled images per labeled one in every batch.
+
+    An epoch is one pass over the pseudo-labeled images; the labeled ones repeat as needed
+    (each pass reshuffled). Noisy Student trains its students on this.
+    """
+
+    labeled: ImageFolder | TensorSource
+    unlabeled: SoftLabels
+    ratio: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ratio < 1:
+            raise ValueError(f"The unlabeled:labeled batch ratio must be at least 1, got {self.ratio}.")
+        if tuple(self.labeled.class_names) != tuple(self.unlabeled.class_names):
+            raise DatasetError("Labeled and pseudo-labeled images must share the class names.")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.labeled.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split_batch(self, batch_size: int) -> tuple[int, int]:
+        """``(labeled, unlabeled)`` images of a global batch."""
+        labeled = max(1, batch_size // (1 + self.ratio))
+        return labeled, batch_size - labeled
+
+    def __len__(self) -> int:
+        return len(self.labeled) + len(self.unlabeled)
+
+
+def steps_per_epoch(source, batch_size: int) -> int:
+    """Training steps of one epoch (the last partial batch is dropped)."""
+    if isinstance(source, MixedSource):
+        labeled, unlabeled = source.split_batch(batch_size)
+        if unlabeled < 1:
+            raise DatasetError(f"A batch of {batch_size} has no room for unlabeled images; raise the batch size.")
+        return len(source.unlabeled) // unlabeled
+    return len(source) // batch_size
+
+
 def _as_rgb(image: tf.Tensor) -> tf.Tensor:
     if image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
@@ -381,17 +455,30 @@ def train_dataset(
     batch is dropped, as the reference does) → ``batch_augment`` (MixUp/CutMix) → prefetch.
     ``cache``: a file prefix to cache the decoded images in (re-used across epochs and runs).
     """
+    if isinstance(folder, MixedSource):
+        return _mixed_dataset(
+            folder,
+            image_size=image_size,
+            batch_size=batch_size,
+            seed=seed,
+            epoch=epoch,
+            augment=augment,
+            batch_augment=batch_augment,
+            random_crop=random_crop,
+            interpolation=interpolation,
+        )
     if len(folder) < batch_size:
         raise DatasetError(
             f"The training set has {len(folder)} images, fewer than one batch of {batch_size}. "
             "Lower the batch size or add images."
         )
     es = epoch_seed(seed, epoch)
-    if isinstance(folder, ImageFolder) and cache is None:
+    soft = isinstance(folder, SoftLabels)
+    if isinstance(folder, (ImageFolder, SoftLabels)) and cache is None:
         # Shuffle the file names, not decoded images: no buffer of images in memory.
         order = tf.data.Dataset.from_tensor_slices(np.random.default_rng(es).permutation(len(folder)))
         files = tf.constant(folder.files, tf.string)
-        labels = tf.constant(folder.labels, tf.int32)
+        labels = tf.constant(folder.targets if soft else folder.labels)
 
         def load(index):
             return index, decode_image(tf.io.read_file(tf.gather(files, index))), tf.gather(labels, index)
@@ -417,7 +504,8 @@ def train_dataset(
     if augment is not None:
         ds = ds.map(lambda image, label: (tf.ensure_shape(augment(tf.ensure_shape(image, shape)), shape), label))
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(_one_hot(folder.num_classes))
+    if not soft:
+        ds = ds.map(_one_hot(folder.num_classes))
     if batch_augment is not None:
 
         def mix(images, labels):
@@ -450,3 +538,52 @@ def eval_dataset(
     if one_hot:
         ds = ds.map(_one_hot(folder.num_classes))
     return ds.prefetch(AUTOTUNE)
+
+
+def _mixed_dataset(source: MixedSource, *, batch_size: int, seed: int, epoch: int, **kwargs) -> tf.data.Dataset:
+    """Zips a labeled and a pseudo-labeled pipeline and concatenates each pair of batches."""
+    labeled_batch, unlabeled_batch = source.split_batch(batch_size)
+    steps = steps_per_epoch(source, batch_size)
+    if steps < 1:
+        raise DatasetError(
+            f"{len(source.unlabeled)} pseudo-labeled images fill no batch of {unlabeled_batch}; lower the batch size."
+        )
+    unlabeled = train_dataset(source.unlabeled, batch_size=unlabeled_batch, seed=seed, epoch=epoch, **kwargs)
+    passes = -(-steps * labeled_batch // len(source.labeled))
+    labeled = None
+    for k in range(passes):
+        part = train_dataset(
+            source.labeled, batch_size=labeled_batch, seed=seed, epoch=epoch * 1_000_003 + k + 1, **kwargs
+        )
+        labeled = part if labeled is None else labeled.concatenate(part)
+    pairs = tf.data.Dataset.zip(labeled, unlabeled).take(steps)
+
+    def concat(a, b):
+        return tf.concat([a[0], b[0]], 0), tf.concat([a[1], b[1]], 0)
+
+    return pairs.map(concat).prefetch(AUTOTUNE)
+
+
+def list_images(path: str | os.PathLike, *, on_bad_file: str = "skip", check_images: bool = True) -> tuple[str, ...]:
+    """Every image under ``path`` (recursively, sorted): an unlabeled folder, class folders or not."""
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise DatasetError(f"Unlabeled image folder {root!r} does not exist or is not a folder.")
+    files = sorted(
+        os.path.join(d, f)
+        for d, _, names in os.walk(root)
+        for f in names
+        if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+    )
+    if not files:
+        raise DatasetError(f"{root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    if check_images:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            problems = list(pool.map(_check_image, files))
+        bad = [(f, p) for f, p in zip(files, problems) if p is not None]
+        if bad and on_bad_file == "error":
+            raise DatasetError(f"{bad[0][0]!r} is not a readable image ({bad[0][1]}). Remove it or skip bad files.")
+        for f, p in bad:
+            warnings.warn(f"Skipping {f!r}: not a readable image ({p}).", stacklevel=2)
+        files = [f for f, p in zip(files, problems) if p is None]
+    return tuple(files)

@@ -183,7 +183,7 @@ def _source(data, *, class_names=None, on_bad_file="skip", what="training"):
 
     if data is None:
         return None
-    if isinstance(data, (data_lib.ImageFolder, data_lib.TensorSource)):
+    if isinstance(data, (data_lib.ImageFolder, data_lib.TensorSource, data_lib.MixedSource)):
         return data
     import tensorflow as tf
 
@@ -290,6 +290,7 @@ def train(
     cache: str | None = None,
     on_bad_file: str = "skip",
     deterministic: bool = False,
+    progressive=False,
     **recipe_overrides,
 ) -> TrainResult:
     """Trains a classifier with a recipe, through ``model.fit``.
@@ -315,6 +316,10 @@ def train(
         cache: a file prefix to cache decoded training images in.
         on_bad_file: ``"skip"`` unreadable images with a warning, or ``"error"``.
         deterministic: make TensorFlow's kernels deterministic (bitwise-reproducible runs).
+        progressive: EfficientNetV2's progressive learning: ``True`` for the V2 paper's schedule of
+            the named variant (V2-S/M/L), or a :class:`~efficientnet.training.progressive.ProgressiveSchedule`.
+            Each stage trains at its image size, RandAugment magnitude, Mixup and dropout;
+            evaluation runs at the schedule's eval size.
 
     Raises:
         DatasetError: bad data (see :func:`efficientnet.training.data.scan_image_folder`), or
@@ -339,6 +344,18 @@ def train(
 
         tf.config.experimental.enable_op_determinism()
 
+    schedule = None
+    if progressive is True:
+        from .progressive import progressive_schedule
+
+        if variant_name is None:
+            raise ValueError("progressive=True needs a variant name; pass a ProgressiveSchedule for a Keras model.")
+        schedule = progressive_schedule(variant_name)
+    elif progressive:
+        schedule = progressive
+    if schedule is not None:
+        schedule.stages(epochs)  # refuses too few epochs before anything is built
+
     source = _source(train_data, class_names=class_names, on_bad_file=on_bad_file)
     names = source.class_names
     if val_data is not None and val_split is not None:
@@ -349,7 +366,7 @@ def train(
         source, val_source = data_lib.split_image_folder(source, val_split, seed=seed)
     else:
         val_source = _source(val_data, class_names=names, on_bad_file=on_bad_file, what="validation")
-        if val_source is not None and tuple(val_source.class_names) != tuple(names):
+        if val_source is not None and tuple(val_source.class_names) != tuple(names):  # a tf.data dataset's
             raise data_lib.DatasetError(
                 f"The validation classes {list(val_source.class_names)} differ from the training classes {list(names)}."
             )
@@ -397,7 +414,7 @@ def train(
         size = int(image_size or default_size)
         if size < 32:
             raise ValueError(f"image_size must be at least 32, got {size}.")
-        steps = len(source) // batch_size
+        steps = data_lib.steps_per_epoch(source, batch_size)
         if steps < 1:
             raise data_lib.DatasetError(
                 f"The training set has {len(source)} images, fewer than one batch of {batch_size}. "
@@ -424,7 +441,7 @@ def train(
     history: dict[str, list[float]] = {}
     start_epoch = 0
     if state is not None:
-        _check_resume(state, net, names, size, batch_size, epochs, rec, seed)
+        _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedule)
         start_epoch = int(state["epoch"])
         history = state["history"]
         _truncate_history(os.path.join(out_dir, "history.csv"), start_epoch)
@@ -435,14 +452,15 @@ def train(
             path = os.path.join(out_dir, CHECKPOINT_DIR, "ema.npz")
             with np.load(path) as arrays:
                 ema.load_state({key: arrays[key] for key in arrays.files})
+    eval_size = schedule.eval_size if schedule is not None else (rec.eval_size or size)
     if out_dir is not None:
-        _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name)
+        _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size)
 
     val_ds = None
     if val_source is not None:
         val_ds = data_lib.eval_dataset(
             val_source,
-            image_size=rec.eval_size or size,
+            image_size=eval_size,
             batch_size=batch_size,
             crop_padding=rec.crop_padding,
             interpolation=rec.interpolation,
@@ -455,14 +473,21 @@ def train(
         es = data_lib.epoch_seed(seed, epoch)
         with scope:
             enter_phase(epoch)
+        epoch_size, magnitude, mixup = size, None, None
+        if schedule is not None:
+            from .progressive import set_dropout
+
+            stage = schedule.stage_at(epoch, epochs)
+            epoch_size, magnitude, mixup = stage.image_size, stage.randaugment_magnitude, stage.mixup_alpha
+            set_dropout(net, stage.dropout_rate)
         ds = data_lib.train_dataset(
             source,
-            image_size=size,
+            image_size=epoch_size,
             batch_size=batch_size,
             seed=seed,
             epoch=epoch,
-            augment=rec.augmentation_layers(es),
-            batch_augment=rec.batch_augmentation(es),
+            augment=rec.augmentation_layers(es, magnitude=magnitude),
+            batch_augment=rec.batch_augmentation(es, mixup_alpha=mixup),
             random_crop=rec.random_crop,
             interpolation=rec.interpolation,
             cache=cache,
@@ -488,7 +513,7 @@ def train(
                     "epoch": epoch + 1,
                     "epochs": epochs,
                     "history": history,
-                    "settings": _settings(names, size, batch_size, epochs, rec, seed),
+                    "settings": _settings(names, size, batch_size, epochs, rec, seed, schedule),
                 },
             )
         if net.stop_training:
@@ -514,8 +539,11 @@ def _strategy_scope(strategy):
     raise ValueError(f"strategy must be None, 'none' or a tf.distribute.Strategy, got {strategy!r}.")
 
 
-def _settings(names, size, batch_size, epochs, rec: Recipe, seed: int) -> dict:
+def _settings(names, size, batch_size, epochs, rec: Recipe, seed: int, schedule=None) -> dict:
+    import dataclasses
+
     return {
+        "progressive": dataclasses.asdict(schedule) if schedule is not None else None,
         "class_names": list(names),
         "image_size": size,
         "batch_size": batch_size,
@@ -536,9 +564,9 @@ def _truncate_history(path: str, epochs_done: int) -> None:
         _atomic_write_text(path, "\n".join(kept) + "\n")
 
 
-def _check_resume(state, net, names, size, batch_size, epochs, rec, seed) -> None:
+def _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedule) -> None:
     saved = state.get("settings", {})
-    now = _settings(names, size, batch_size, epochs, rec, seed)
+    now = _settings(names, size, batch_size, epochs, rec, seed, schedule)
     differ = [k for k in now if k != "epochs" and saved.get(k) != json.loads(json.dumps(now[k]))]
     if differ:
         details = "; ".join(f"{k}: run {saved.get(k)!r}, now {now[k]!r}" for k in differ if k != "recipe")
@@ -550,14 +578,14 @@ def _check_resume(state, net, names, size, batch_size, epochs, rec, seed) -> Non
         )
 
 
-def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name) -> None:
+def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size) -> None:
     _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
     run = {
         "model": get_variant(variant_name).name if variant_name else None,
         "model_name": net.name,
         "classes": len(names),
         "image_size": size,
-        "eval_size": rec.eval_size or size,
+        "eval_size": eval_size,
         "crop_padding": rec.crop_padding,
         "interpolation": rec.interpolation,
         "weights": WEIGHTS_FILE,

@@ -56,8 +56,9 @@ class Recipe:
         drop_connect_rate: stochastic depth's last-block rate (``0.2`` = survival 0.8).
         dropout_rate: before the classifier (``None``: the variant's).
         augmentation: ``"autoaugment"`` (policy v0), ``"randaugment"``, ``"flip"`` or ``"none"``.
-        randaugment_layers, randaugment_magnitude: RandAugment's N and M (M on the 0–10 scale
-            of the papers; Keras' ``factor`` is M/10).
+        randaugment_layers, randaugment_magnitude: RandAugment's N and M, M on the RandAugment
+            paper's 0–30 scale (V2's Table 6 uses 5–25, Noisy Student 27); Keras' ``RandAugment``
+            gets ``factor = M / 30`` (its factor is bounded by 1) and is applied per image.
         mixup_alpha, cutmix_alpha: batch mixing (0: off).
         random_crop: the Inception-style random-resized crop for training (else the eval crop).
         train_size, eval_size: image sizes (``None``: the variant's resolution).
@@ -200,7 +201,7 @@ class Recipe:
         else:
             m = self.randaugment_magnitude if magnitude is None else magnitude
             policy = keras.layers.RandAugment(
-                value_range=(0, 255), num_ops=self.randaugment_layers, factor=m / 10.0, seed=seed + 1
+                value_range=(0, 255), num_ops=self.randaugment_layers, factor=m / 30.0, seed=seed + 1
             )
 
         def augment(image):

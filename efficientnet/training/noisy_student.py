@@ -1,0 +1,428 @@
+"""Noisy Student (Xie et al., CVPR 2020) and test-resolution fine-tuning.
+
+1. A *teacher* (trained on labeled images with the usual cross-entropy, or any classifier)
+   labels *clean* unlabeled images: inference mode (no dropout, no stochastic depth), the
+   evaluation crop, no augmentation — soft labels (probabilities, optionally sharpened by a
+   temperature) or hard ones (one-hot argmax).
+2. :func:`select_and_balance` keeps images whose top confidence is at least 0.3 and makes the
+   classes uniform at ``N`` images each: a larger class keeps its ``N`` most confident images, a
+   smaller one is repeated up to ``N``.
+3. A *student*, equal to or larger than the teacher, trains on labeled and pseudo-labeled images
+   together (``ratio`` unlabeled images per labeled image in each batch), noised with dropout,
+   stochastic depth and RandAugment (N=2, M=27), cross-entropy on both parts.
+4. The student becomes the next teacher (``iterations``).
+5. Optionally, :func:`finetune_at_resolution` fine-tunes the last student at the test
+   resolution on unaugmented labeled images (1.5 epochs in the paper).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+__all__ = [
+    "NOISE",
+    "sharpen",
+    "select_and_balance",
+    "pseudo_label",
+    "pseudo_label_table",
+    "student_recipe",
+    "NoisyStudentResult",
+    "noisy_student",
+    "finetune_at_resolution",
+]
+
+# The student's input noise in the paper: RandAugment with 2 layers at magnitude 27.
+NOISE = {"augmentation": "randaugment", "randaugment_layers": 2, "randaugment_magnitude": 27.0}
+
+
+def sharpen(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(log(p) / T)``: ``T < 1`` sharpens, ``T > 1`` flattens, ``T = 1`` is the identity."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+    probs = np.asarray(probs, dtype="float64")
+    logits = np.log(np.clip(probs, 1e-30, None)) / temperature
+    logits -= logits.max(-1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(-1, keepdims=True)
+
+
+def select_and_balance(
+    probs: np.ndarray,
+    threshold: float = 0.3,
+    per_class: int | None = None,
+    seed: int = 0,
+    *,
+    hard: bool = False,
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's data filtering and balancing of pseudo-labels.
+
+    Args:
+        probs: the teacher's ``(n, classes)`` probabilities on the unlabeled images.
+        threshold: keep images whose top probability is at least this (0.3 in the paper).
+        per_class: ``N``, the images of every class after balancing (the paper: the labeled set's
+            images per class). A class (by the teacher's top-1) with more kept images keeps its
+            ``N`` most confident ones; one with fewer repeats all of them ``N // n`` times and its
+            ``N % n`` most confident ones once more. Classes with no image above the threshold
+            stay absent.
+        seed: breaks ties between equal confidences.
+        hard: one-hot labels of the top-1 class instead of the (sharpened) probabilities.
+        temperature: soft labels are ``sharpen(probs, temperature)``.
+
+    Returns:
+        ``(indices, labels)``: indices into the unlabeled set (repeated where an image is
+        duplicated), grouped by class, most confident first, and the matching ``float32`` label rows.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be an (images, classes) array with at least 2 classes, got {probs.shape}.")
+    if per_class is None or int(per_class) < 1:
+        raise ValueError(f"per_class must be a positive number of images per class, got {per_class!r}.")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
+    per_class = int(per_class)
+    confidence = probs.max(1)
+    top = probs.argmax(1)
+    tie = np.random.default_rng(seed).permutation(len(probs))
+    chosen: list[np.ndarray] = []
+    for c in range(probs.shape[1]):
+        idx = np.flatnonzero((top == c) & (confidence >= threshold))
+        if idx.size == 0:
+            continue
+        order = idx[np.lexsort((tie[idx], -confidence[idx]))]
+        if order.size >= per_class:
+            chosen.append(order[:per_class])
+        else:
+            repeats, rest = divmod(per_class, order.size)
+            chosen.append(np.concatenate([np.tile(order, repeats), order[:rest]]))
+    indices = np.concatenate(chosen) if chosen else np.zeros((0,), np.int64)
+    if hard:
+        labels = np.eye(probs.shape[1], dtype="float32")[top[indices]]
+    else:
+        labels = sharpen(probs[indices], temperature).astype("float32")
+    return indices.astype(np.int64), labels
+
+
+def pseudo_label(
+    teacher: keras.Model,
+    images: Sequence[str],
+    *,
+    image_size: int,
+    batch_size: int = 32,
+    crop_padding: int = 32,
+    interpolation: str = "bicubic",
+) -> np.ndarray:
+    """The teacher's probabilities on clean images: evaluation crop, inference mode, no augmentation."""
+    import tensorflow as tf
+
+    from . import data as data_lib
+
+    if not images:
+        raise ValueError("No unlabeled images to pseudo-label.")
+
+    def load(path):
+        image = data_lib.decode_image(tf.io.read_file(path))
+        return data_lib.center_crop_and_resize(
+            image, image_size, crop_padding=crop_padding, interpolation=interpolation
+        )
+
+    ds = tf.data.Dataset.from_tensor_slices(list(images)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    out = [
+        keras.ops.convert_to_numpy(teacher(batch, training=False)).astype("float64")
+        for batch in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ]
+    probs = np.concatenate(out)
+    sums = probs.sum(-1)
+    if probs.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3):  # a logits head
+        probs = sharpen(np.exp(probs - probs.max(-1, keepdims=True)))
+    return probs
+
+
+def pseudo_label_table(
+    path: str,
+    files: Sequence[str],
+    probs: np.ndarray,
+    indices: np.ndarray,
+    class_names: Sequence[str],
+    threshold: float,
+) -> None:
+    """Writes ``file, class, confidence, status, copies`` for every unlabeled image (atomically)."""
+    from .engine import _atomic_write_text
+
+    copies = np.bincount(indices, minlength=len(files)) if len(indices) else np.zeros(len(files), np.int64)
+    confidence = probs.max(1)
+    top = probs.argmax(1)
+    rows = []
+    for i, f in enumerate(files):
+        if copies[i] > 1:
+            status = "duplicated"
+        elif copies[i] == 1:
+            status = "kept"
+        elif confidence[i] < threshold:
+            status = "below threshold"
+        else:
+            status = "class full"
+        rows.append([f, class_names[top[i]], f"{confidence[i]:.6f}", status, int(copies[i])])
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "class", "confidence", "status", "copies"])
+    writer.writerows(rows)
+    _atomic_write_text(path, buffer.getvalue())
+
+
+def student_recipe(recipe, noise: bool = True):
+    """The student's recipe: with ``noise``, RandAugment (2, 27) on top of the recipe's dropout and
+    stochastic depth; without, all three off (the paper's ablation)."""
+    from .recipes import recipe as get_recipe
+
+    rec = get_recipe(recipe)
+    if noise:
+        return rec.replace(**NOISE)
+    return rec.replace(augmentation="none", dropout_rate=0.0, drop_connect_rate=0.0)
+
+
+@dataclass
+class NoisyStudentResult:
+    """The last student and every model's held-out figures."""
+
+    model: keras.Model
+    class_names: tuple[str, ...]
+    figures: list[dict] = field(default_factory=list)
+    out_dir: str | None = None
+
+
+def _trainable_count(model: keras.Model) -> int:
+    return int(sum(math.prod(v.shape) for v in model.weights if v.trainable))
+
+
+def noisy_student(
+    labeled,
+    unlabeled,
+    *,
+    teacher: str | keras.Model = "efficientnet-lite0",
+    student: str = "efficientnet-lite0",
+    iterations: int = 1,
+    recipe="finetune",
+    teacher_epochs: int | None = None,
+    student_epochs: int | None = None,
+    batch_size: int | None = None,
+    ratio: int = 1,
+    image_size: int | None = None,
+    threshold: float = 0.3,
+    per_class: int | None = None,
+    hard: bool = False,
+    temperature: float = 1.0,
+    noise: bool = True,
+    val_data=None,
+    allow_smaller_student: bool = False,
+    finetune_epochs: float = 0.0,
+    finetune_size: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    verbose="auto",
+    **recipe_overrides,
+) -> NoisyStudentResult:
+    """Noisy Student training: teacher → pseudo-labels → noised student, ``iterations`` times.
+
+    Args:
+        labeled: an image folder with one sub-folder per class.
+        unlabeled: a folder of images (any layout; sub-folder names are ignored).
+        teacher: a variant name (trained here on ``labeled`` with ``recipe``), a run directory,
+            or a trained Keras classifier.
+        student: the student variant; it must have at least the teacher's parameters unless
+            ``allow_smaller_student=True``.
+        iterations: students trained in turn, each labeled by the one before.
+        recipe: the recipe of the teacher and (with :data:`NOISE` when ``noise``) the students.
+        ratio: unlabeled images per labeled image in every student batch.
+        threshold, per_class, hard, temperature: see :func:`select_and_balance`; ``per_class``
+            defaults to the labeled set's images per class (the largest class).
+        noise: RandAugment, dropout and stochastic depth on the student (off: the ablation).
+        val_data: held-out images; every model's figures are logged on them.
+        finetune_epochs, finetune_size: a last :func:`finetune_at_resolution` of the final student.
+        out_dir: ``teacher/``, ``student1/``, … run directories, ``iteration{i}/pseudo_labels.csv``
+            and ``noisy_student.json``; with ``resume`` a finished step is loaded, not redone.
+    """
+    from . import data as data_lib
+    from .engine import build_classifier, evaluate, load_run, train
+    from .recipes import recipe as get_recipe
+
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}.")
+    rec = get_recipe(recipe, **recipe_overrides)
+    labeled_src = data_lib.scan_image_folder(labeled)
+    names = labeled_src.class_names
+    files = list(data_lib.list_images(unlabeled))
+    val_src = data_lib.scan_image_folder(val_data, class_names=names) if val_data is not None else None
+    if per_class is None:
+        per_class = max(labeled_src.counts().values())
+    out = os.fspath(out_dir) if out_dir is not None else None
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+
+    def sub(name):
+        return os.path.join(out, name) if out is not None else None
+
+    def finished(path):
+        return path is not None and resume and os.path.isfile(os.path.join(path, "model.weights.h5"))
+
+    def started(path):
+        return path is not None and os.path.isdir(os.path.join(path, "checkpoint"))
+
+    # The student's size is checked before anything is trained.
+    probe = build_classifier(student, len(names), weights=None, recipe=rec)
+    student_params = _trainable_count(probe)
+    del probe
+
+    figures: list[dict] = []
+    common = dict(batch_size=batch_size, image_size=image_size, val_data=val_src, seed=seed, verbose=verbose)
+    if isinstance(teacher, keras.Model):
+        teacher_model, teacher_name = teacher, teacher.name
+    elif isinstance(teacher, (str, os.PathLike)) and os.path.isdir(os.fspath(teacher)):
+        teacher_model, _, _ = load_run(teacher)
+        teacher_name = os.fspath(teacher)
+    else:
+        teacher_name = str(teacher)
+        path = sub("teacher")
+        if finished(path):
+            teacher_model, _, _ = load_run(path)
+        else:
+            if _trainable_count(build_classifier(teacher, len(names), weights=None, recipe=rec)) > student_params:
+                _refuse(teacher, student, allow_smaller_student)
+            teacher_model = train(
+                teacher, labeled_src, recipe=rec, epochs=teacher_epochs, out_dir=path,
+                resume=resume and started(path), **common,
+            ).model  # fmt: skip
+    if _trainable_count(teacher_model) > student_params:
+        _refuse(teacher_name, student, allow_smaller_student)
+    size = int(image_size or (teacher_model.input_shape[1] or 224))
+    if val_src is not None:
+        figures.append(
+            {"model": "teacher", "name": teacher_name, **_figures(evaluate(teacher_model, val_src, image_size=size))}
+        )
+
+    student_rec = student_recipe(rec, noise)
+    current = teacher_model
+    for it in range(1, iterations + 1):
+        probs = pseudo_label(current, files, image_size=size)
+        indices, labels = select_and_balance(probs, threshold, per_class, seed + it, hard=hard, temperature=temperature)
+        if len(indices) == 0:
+            raise data_lib.DatasetError(
+                f"No unlabeled image reaches the confidence threshold {threshold}; lower it or train a better teacher."
+            )
+        if out is not None:
+            os.makedirs(sub(f"iteration{it}"), exist_ok=True)
+            pseudo_label_table(
+                os.path.join(sub(f"iteration{it}"), "pseudo_labels.csv"), files, probs, indices, names, threshold
+            )
+        path = sub(f"student{it}")
+        if finished(path):
+            current, _, _ = load_run(path)
+        else:
+            mixed = data_lib.MixedSource(
+                labeled_src, data_lib.SoftLabels(tuple(files[i] for i in indices), labels, names), ratio
+            )
+            current = train(
+                student, mixed, recipe=student_rec, epochs=student_epochs, out_dir=path,
+                resume=resume and started(path), **common,
+            ).model  # fmt: skip
+        if val_src is not None:
+            figures.append(
+                {"model": f"student{it}", "name": student, **_figures(evaluate(current, val_src, image_size=size))}
+            )
+
+    if finetune_epochs:
+        current = finetune_at_resolution(
+            current, labeled_src, finetune_size or size, finetune_epochs, batch_size=batch_size or rec.batch_size,
+            seed=seed, verbose=verbose,
+        )  # fmt: skip
+        if val_src is not None:
+            test_size = finetune_size or size
+            figures.append({"model": "finetuned", "name": student,
+                            **_figures(evaluate(current, val_src, image_size=test_size))})  # fmt: skip
+    if out is not None:
+        from .engine import _atomic_write_text
+
+        _atomic_write_text(os.path.join(out, "noisy_student.json"), json.dumps(figures, indent=1))
+    return NoisyStudentResult(current, tuple(names), figures, out)
+
+
+def _figures(result) -> dict:
+    return {"top1": result.top1, "loss": result.loss, "num_images": result.num_images}
+
+
+def _refuse(teacher, student, allowed: bool) -> None:
+    if allowed:
+        return
+    raise ValueError(
+        f"The student {student!r} has fewer parameters than the teacher {teacher!r}; Noisy Student needs an equal "
+        "or larger student. Choose a larger student or pass allow_smaller_student=True (--allow-smaller-student)."
+    )
+
+
+def finetune_at_resolution(
+    model: keras.Model,
+    data,
+    size: int,
+    epochs: float = 1.5,
+    *,
+    batch_size: int = 32,
+    learning_rate: float = 1e-5,
+    seed: int = 0,
+    class_names: Sequence[str] | int | None = None,
+    verbose="auto",
+) -> keras.Model:
+    """Fine-tunes ``model`` at ``size`` on unaugmented labeled images, for ``epochs`` (may be fractional).
+
+    FixRes / Noisy Student: a model trained at a lower resolution and tested at a higher one gains
+    from a short fine-tune at the test size. Images get the evaluation crop (no augmentation); the
+    whole network trains (BatchNormalization statistics adapt to the new size) with Adam at
+    ``learning_rate``. The model is updated in place and returned; its weights load into a model
+    built for ``size``. A model built for a fixed input size must be rebuilt with a free one first.
+    """
+    import tensorflow as tf
+
+    from . import data as data_lib
+    from .engine import _num_outputs, _source
+
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}.")
+    fixed = model.input_shape[1:3]
+    if any(s is not None and s != size for s in fixed):
+        raise ValueError(
+            f"{model.name!r} is built for {fixed[0]}x{fixed[1]} inputs; build it with input_shape=(None, None, 3) "
+            f"(or ({size}, {size}, 3)) and load its weights to fine-tune at {size}."
+        )
+    source = _source(data, class_names=class_names)
+    if _num_outputs(model) != source.num_classes:
+        raise data_lib.DatasetError(
+            f"The data has {source.num_classes} classes but the model predicts {_num_outputs(model)}."
+        )
+    per_epoch = len(source) // batch_size
+    if per_epoch < 1:
+        raise data_lib.DatasetError(f"{len(source)} images fill no batch of {batch_size}; lower the batch size.")
+    steps = max(1, math.ceil(epochs * per_epoch))
+    passes = math.ceil(steps / per_epoch)
+    ds = None
+    for k in range(passes):
+        part = data_lib.train_dataset(
+            source, image_size=size, batch_size=batch_size, seed=seed, epoch=k, random_crop=False
+        )
+        ds = part if ds is None else ds.concatenate(part)
+    ds = ds.take(steps).prefetch(tf.data.AUTOTUNE)
+    for layer in model._flatten_layers(include_self=False):
+        if not layer._layers:
+            layer.trainable = True
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.CategoricalCrossentropy())
+    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=verbose)
+    return model
