@@ -2,8 +2,7 @@
 
 Training is split into ``stages`` (4 in the paper) of equal length; in stage ``i`` of ``S`` the
 image size, RandAugment magnitude, Mixup alpha and classifier dropout are
-``first + (last - first) * i / (S - 1)`` (the size rounded down to a multiple of 8 as in
-google/automl), and evaluation always runs at the variant's eval size. The tables are the V2
+``first + (last - first) * i / (S - 1)`` (the size truncated to an integer), and evaluation always runs at the variant's eval size. The tables are the V2
 paper's Table 6 (:data:`efficientnet.training.recipes.V2_PROGRESSIVE`).
 
 :func:`efficientnet.training.train` applies a schedule with ``progressive=True`` (V2-S/M/L) or
@@ -47,7 +46,6 @@ class ProgressiveSchedule:
     dropout: tuple[float, float]
     eval_size: int
     num_stages: int = 4
-    size_multiple: int = 8
 
     def __post_init__(self) -> None:
         if self.num_stages < 1:
@@ -65,9 +63,8 @@ class ProgressiveSchedule:
     def stage_values(self, i: int) -> tuple[int, float, float, float]:
         """``(image_size, randaugment_magnitude, mixup_alpha, dropout_rate)`` of stage ``i``."""
         n = self.num_stages
-        size = int(self._lerp(self.size, i, n)) // self.size_multiple * self.size_multiple
         return (
-            max(size, 32),
+            int(self._lerp(self.size, i, n)),
             float(self._lerp(self.randaugment, i, n)),
             float(self._lerp(self.mixup, i, n)),
             float(self._lerp(self.dropout, i, n)),
