@@ -2,7 +2,8 @@
 
 Training is split into ``stages`` (4 in the paper) of equal length; in stage ``i`` of ``S`` the
 image size, RandAugment magnitude, Mixup alpha and classifier dropout are
-``first + (last - first) * i / (S - 1)`` (the size truncated to an integer), and evaluation always runs at the variant's eval size. The tables are the V2
+``first + (last - first) * i / (S - 1)`` (the size truncated to an integer), and evaluation
+always runs at the variant's eval size. The tables are the V2
 paper's Table 6 (:data:`efficientnet.training.recipes.V2_PROGRESSIVE`).
 
 :func:`efficientnet.training.train` applies a schedule with ``progressive=True`` (V2-S/M/L) or
