@@ -17,7 +17,7 @@ install_base() { pip_install -e .; }
 
 install_test() {
   # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
-  pip_install -e ".[test,jax]" "torch==2.13.0" huggingface_hub safetensors pyyaml
+  pip_install -e ".[test,jax,export]" "torch==2.13.0" huggingface_hub safetensors pyyaml
   # timm and the reference packages without their dependencies: PyPI's torchvision for torch 2.13
   # is a CUDA build whose C++ ops do not load beside the CPU torch (the tests work around its import),
   # and segmentation_models pins Keras-2-era packages that we replace.

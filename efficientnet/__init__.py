@@ -19,6 +19,7 @@ from .config import (
     round_repeats,
 )
 from .features import endpoint_names, endpoints, feature_extractor
+from .inference import optimize_for_inference
 from .layers import separable_conv_bn
 from .models import (
     EfficientNetB0,
@@ -96,6 +97,7 @@ __all__ = [
     "feature_extractor",
     "get_variant",
     "load_weights",
+    "optimize_for_inference",
     "preprocess_input",
     "round_filters",
     "round_repeats",

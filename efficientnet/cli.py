@@ -3,6 +3,7 @@
 efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR]
 efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
 efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
+efficientnet export MODEL_OR_WEIGHTS OUT --format onnx [--model VARIANT]
 efficientnet noisy-student LABELED_DIR UNLABELED_DIR --teacher lite0 --student lite1 --iterations 2 --out RUN_DIR
 efficientnet convert SOURCE OUTPUT.h5 --variant lite0 [--layout efficientnet_pytorch]
 efficientnet list
@@ -89,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_noisy_student_parser(sub)
+
+    from .export import add_export_parser
+
+    add_export_parser(sub)
 
     c = sub.add_parser("convert", help="convert a PyTorch state dict or TensorFlow checkpoint to .h5")
     c.add_argument("source", help=".pth/.pt file, or a TensorFlow checkpoint prefix")

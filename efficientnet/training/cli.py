@@ -42,6 +42,8 @@ def _train(args: argparse.Namespace) -> int:
         on_bad_file="error" if args.strict_files else "skip",
         deterministic=args.deterministic,
         progressive=args.progressive,
+        strategy=args.strategy,
+        synchronized_bn=args.synchronized_bn,
         **overrides,
     )
     last = {k: v[-1] for k, v in result.history.items() if v}
@@ -105,6 +107,13 @@ def add_train_parser(sub) -> None:
     t.add_argument(
         "--progressive", action="store_true", help="EfficientNetV2 progressive learning (V2-S/M/L; the paper's table)"
     )
+    t.add_argument(
+        "--strategy",
+        default="none",
+        choices=["auto", "none", "mirrored", "multiworker", "tpu", "data-parallel"],
+        help="distributed engine (tf.distribute or keras.distribution on JAX); --batch-size is the global batch",
+    )
+    t.add_argument("--synchronized-bn", action="store_true", help="cross-replica batch norm (TensorFlow strategies)")
     t.set_defaults(func=_train)
 
 

@@ -291,6 +291,7 @@ def train(
     on_bad_file: str = "skip",
     deterministic: bool = False,
     progressive=False,
+    synchronized_bn: bool = False,
     **recipe_overrides,
 ) -> TrainResult:
     """Trains a classifier with a recipe, through ``model.fit``.
@@ -308,7 +309,10 @@ def train(
             is the global batch (the learning rate scales with it where the recipe says so).
         val_data, val_split: a held-out folder/dataset, or a fraction of each training class.
         out_dir: the run directory (see the module docstring); ``None`` writes nothing.
-        strategy: ``None``/``"none"``, or a ``tf.distribute.Strategy`` to build and train under.
+        strategy: ``"auto"``, ``"none"`` (``None``), ``"mirrored"``, ``"multiworker"``, ``"tpu"``,
+            ``"data-parallel"`` (JAX), a ``tf.distribute.Strategy`` or a ``keras.distribution``
+            distribution (see :mod:`efficientnet.training.distribute`). Only the chief writes ``out_dir``.
+        synchronized_bn: cross-replica batch norm (TensorFlow strategies), as the TPU recipe.
         weights: for a named model, the weights to start from (default: the recipe's).
         seed: seeds the data order, crops, augmentation and dropout of every epoch.
         resume: continue the run in ``out_dir`` from its last finished epoch.
@@ -371,10 +375,16 @@ def train(
                 f"The validation classes {list(val_source.class_names)} differ from the training classes {list(names)}."
             )
 
+    from .distribute import resolve_strategy, set_synchronized_bn, shard_options
+
+    dist = resolve_strategy(strategy)
+    dist.per_replica_batch(batch_size)
+    writer = out_dir is not None and dist.is_chief
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
-        _recover_checkpoint(out_dir)
+        if writer:
+            _recover_checkpoint(out_dir)
         state = _read_state(out_dir)
         if state is not None and not resume:
             raise RunError(
@@ -388,8 +398,7 @@ def train(
     else:
         state = None
 
-    scope = _strategy_scope(strategy)
-    with scope:
+    with dist.scope():
         pretrained = False
         if isinstance(model, str):
             variant = get_variant(model)
@@ -420,6 +429,8 @@ def train(
                 f"The training set has {len(source)} images, fewer than one batch of {batch_size}. "
                 "Lower the batch size or add images."
             )
+        if synchronized_bn:
+            set_synchronized_bn(net)
         if rec.l2_weight_decay:
             apply_l2_regularization(net, rec.l2_weight_decay)
         freeze_bn = rec.freeze_bn and pretrained
@@ -444,8 +455,9 @@ def train(
         _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedule)
         start_epoch = int(state["epoch"])
         history = state["history"]
-        _truncate_history(os.path.join(out_dir, "history.csv"), start_epoch)
-        with scope:
+        if writer:
+            _truncate_history(os.path.join(out_dir, "history.csv"), start_epoch)
+        with dist.scope():
             enter_phase(min(start_epoch, epochs - 1))
             net.load_weights(os.path.join(out_dir, CHECKPOINT_DIR, "train_state.weights.h5"))
         if ema is not None:
@@ -453,7 +465,7 @@ def train(
             with np.load(path) as arrays:
                 ema.load_state({key: arrays[key] for key in arrays.files})
     eval_size = schedule.eval_size if schedule is not None else (rec.eval_size or size)
-    if out_dir is not None:
+    if writer:
         _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size)
 
     val_ds = None
@@ -466,12 +478,14 @@ def train(
             interpolation=rec.interpolation,
         )
     extra = list(callbacks)
-    recipe_callbacks = [cb for cb in rec.callbacks(out_dir) if not isinstance(cb, ExponentialMovingAverage)]
+    recipe_callbacks = [
+        cb for cb in rec.callbacks(out_dir if writer else None) if not isinstance(cb, ExponentialMovingAverage)
+    ]
     all_callbacks = ([ema] if ema is not None else []) + recipe_callbacks + extra
 
     for epoch in range(start_epoch, epochs):
         es = data_lib.epoch_seed(seed, epoch)
-        with scope:
+        with dist.scope():
             enter_phase(epoch)
         epoch_size, magnitude, mixup = size, None, None
         if schedule is not None:
@@ -492,19 +506,20 @@ def train(
             interpolation=rec.interpolation,
             cache=cache,
         )
-        _reseed(net, es)
-        fit = net.fit(
-            ds,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            validation_data=val_ds,
-            callbacks=all_callbacks,
-            shuffle=False,  # the pipeline shuffles, seeded per epoch
-            verbose=verbose,
-        )
+        with dist.scope():
+            _reseed(net, es)
+            fit = net.fit(
+                shard_options(ds, dist),
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                validation_data=shard_options(val_ds, dist) if val_ds is not None else None,
+                callbacks=all_callbacks,
+                shuffle=False,  # the pipeline shuffles, seeded per epoch
+                verbose=verbose,
+            )
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
-        if out_dir is not None:
+        if writer:
             _save_checkpoint(
                 out_dir,
                 net,
@@ -520,23 +535,14 @@ def train(
             break
 
     if ema is not None:
-        ema.assign_to_model()
-    if out_dir is not None:
+        with dist.scope():
+            ema.assign_to_model()
+    if writer:
         from ..weights import save_weights
 
         save_weights(net, os.path.join(out_dir, WEIGHTS_FILE))
         _plot_curves(history, os.path.join(out_dir, "curves.png"))
     return TrainResult(net, history, tuple(names), size, rec, out_dir)
-
-
-def _strategy_scope(strategy):
-    import contextlib
-
-    if strategy is None or strategy == "none":
-        return contextlib.nullcontext()
-    if hasattr(strategy, "scope"):
-        return strategy.scope()
-    raise ValueError(f"strategy must be None, 'none' or a tf.distribute.Strategy, got {strategy!r}.")
 
 
 def _settings(names, size, batch_size, epochs, rec: Recipe, seed: int, schedule=None) -> dict:

@@ -1,0 +1,335 @@
+"""export_model: SavedModel, ONNX, OpenVINO and LiteRT artifacts that run and match Keras; the CLI."""
+
+import argparse
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+from helpers import images, randomize_statistics
+
+import efficientnet
+from efficientnet import export as export_lib
+from efficientnet.export import FORMATS, add_export_parser, export_model
+from efficientnet.preprocessing import center_crop_and_resize, load_image, sample_image_path
+from efficientnet.segmentation import DeepLabV3Plus
+
+SIZE = 64
+SUFFIX = {"saved_model": "", "onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
+
+
+# -- running an artifact -----------------------------------------------------------------------------
+
+
+class Artifact:
+    """Loads an exported file and runs it at any batch size; ``batch`` is its batch dimension."""
+
+    def __init__(self, format, path):
+        self.format, self.path = format, str(path)
+        getattr(self, f"_load_{format}")()
+
+    def _load_saved_model(self):
+        import tensorflow as tf
+
+        self._fn = tf.saved_model.load(self.path).signatures["serving_default"]
+        _, specs = self._fn.structured_input_signature
+        assert len(specs) == 1, specs
+        ((self._name, spec),) = specs.items()
+        self.batch = spec.shape[0]
+
+    def _load_onnx(self):
+        import onnxruntime
+
+        self._session = onnxruntime.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        inputs = self._session.get_inputs()
+        assert len(inputs) == 1, [i.name for i in inputs]  # Keras' own export has three
+        self._name = inputs[0].name
+        dim = inputs[0].shape[0]
+        self.batch = dim if isinstance(dim, int) else None
+
+    def _load_openvino(self):
+        import openvino
+
+        model = openvino.Core().read_model(self.path)
+        assert len(model.inputs) == 1
+        dim = model.inputs[0].get_partial_shape()[0]
+        self.batch = None if dim.is_dynamic else dim.get_length()
+        # The CPU plugin computes in bf16 by default on CPUs that have it: ask for f32.
+        self._compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def _load_litert(self):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=self.path)
+        (detail,) = self._interpreter.get_input_details()
+        self._input = detail
+        self.batch = None if detail["shape_signature"][0] == -1 else int(detail["shape_signature"][0])
+
+    def __call__(self, x):
+        if self.format == "saved_model":
+            import tensorflow as tf
+
+            (out,) = self._fn(**{self._name: tf.constant(x)}).values()
+            return out.numpy()
+        if self.format == "onnx":
+            return self._session.run(None, {self._name: x})[0]
+        if self.format == "openvino":
+            return self._compiled(x)[0]
+        it = self._interpreter
+        it.resize_tensor_input(self._input["index"], list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(self._input["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def export_and_check(model, fmt, tmp_path, x, atol=1e-4):
+    """Exports, reloads, checks one dynamic-batch input and parity at batch 1 and 3; returns the outputs."""
+    path = export_model(model, tmp_path / f"model{SUFFIX[fmt]}", fmt)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        {"saved_model": ["model"], "openvino": ["model.xml", "model.bin"]}.get(fmt, [path.name])
+    )  # no temporary left behind
+    artifact = Artifact(fmt, path)
+    assert artifact.batch is None
+    reference = np.asarray(model(x, training=False))
+    outputs = []
+    for batch in (1, 3):
+        got = artifact(x[:batch])
+        assert got.shape == reference[:batch].shape
+        np.testing.assert_allclose(got, reference[:batch], rtol=0, atol=atol)
+        outputs.append(got)
+    return outputs[-1]
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def b0():
+    model = efficientnet.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    randomize_statistics(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return efficientnet.EfficientNetLite0(weights="imagenet")
+
+
+@pytest.fixture(scope="module")
+def photo_batch():
+    photo = center_crop_and_resize(load_image(sample_image_path()), 224).astype("float32")
+    return np.concatenate([photo[None], images(2, 224, seed=3)])
+
+
+@pytest.fixture(scope="module")
+def v2b0():
+    model = efficientnet.EfficientNetV2B0(weights=None, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    randomize_statistics(model, seed=1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def deeplab():
+    model = DeepLabV3Plus("efficientnetb0", classes=4, input_shape=(SIZE, SIZE, 3), activation=None)
+    randomize_statistics(model, seed=2)
+    return model
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_b0(b0, fmt, tmp_path):
+    export_and_check(b0, fmt, tmp_path, images(3, SIZE))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lite0_real_weights_same_top5(lite0, photo_batch, fmt, tmp_path):
+    probs = export_and_check(lite0, fmt, tmp_path, photo_batch, atol=1e-5)
+    reference = np.asarray(lite0(photo_batch, training=False))
+    np.testing.assert_array_equal(np.argsort(probs, -1)[:, -5:], np.argsort(reference, -1)[:, -5:])
+    assert int(np.argmax(probs[0])) in {281, 282, 283, 284, 285}  # the bundled photo is a cat
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_v2_b0(v2b0, fmt, tmp_path):
+    export_and_check(v2b0, fmt, tmp_path, images(3, SIZE, seed=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_deeplabv3plus(deeplab, fmt, tmp_path):
+    export_and_check(deeplab, fmt, tmp_path, images(3, SIZE, seed=5))
+
+
+# -- options, errors, atomicity ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small model with the same preprocessing as V1 (Normalization statistics as variables)."""
+    return efficientnet.EfficientNet(
+        "b0",
+        weights=None,
+        input_shape=(32, 32, 3),
+        classes=3,
+        classifier_activation=None,
+        blocks_args=[
+            {
+                "kernel_size": 3,
+                "repeats": 1,
+                "filters_in": 32,
+                "filters_out": 16,
+                "expand_ratio": 1,
+                "id_skip": True,
+                "strides": 1,
+                "se_ratio": 0.25,
+            }
+        ],
+    )
+
+
+def test_no_optimize_and_fixed_batch_still_one_input(tiny, tmp_path):
+    import onnx
+
+    x = images(2, 32)
+    plain = export_model(tiny, tmp_path / "plain.onnx", optimize=False, batch_size=2)
+    graph = onnx.load(str(plain)).graph
+    # One input, named after the model's; Keras' own export adds the two Normalization constants.
+    assert [i.name for i in graph.input] == [tiny.inputs[0]._keras_history.operation.name]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+    artifact = Artifact("onnx", plain)
+    assert artifact.batch == 2
+    np.testing.assert_allclose(artifact(x), np.asarray(tiny(x, training=False)), atol=1e-4)
+    optimized = onnx.load(str(export_model(tiny, tmp_path / "optimized.onnx"))).graph
+    assert len(optimized.node) < len(graph.node)  # BN folded only with optimize=True
+
+
+def test_unknown_format_and_bad_paths(tiny, tmp_path):
+    with pytest.raises(ValueError, match="Unknown export format 'torchscript'.*saved_model, onnx, openvino, litert"):
+        export_model(tiny, tmp_path / "m.pt", "torchscript")
+    with pytest.raises(ValueError, match=r"'\.tflite' file.*m\.tflite"):
+        export_model(tiny, tmp_path / "m.onnx", "litert")
+    with pytest.raises(ValueError, match=r"'\.xml' file"):
+        export_model(tiny, tmp_path / "m", "openvino")
+    with pytest.raises(ValueError, match="batch_size"):
+        export_model(tiny, tmp_path / "m.onnx", batch_size=0)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt, module, package", [("onnx", "tf2onnx", "tf2onnx"), ("openvino", "openvino", "openvino")])
+def test_missing_package_names_the_pip_install(tiny, tmp_path, monkeypatch, fmt, module, package):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
+    with pytest.raises(ValueError, match=f"pip install {package}"):
+        export_model(tiny, tmp_path / f"m{SUFFIX[fmt]}", fmt)
+
+
+def test_failed_export_leaves_the_previous_file(tiny, tmp_path, monkeypatch):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+
+    def broken(self, filepath, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(keras.Model, "export", broken)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_model(tiny, target)
+    assert target.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+def test_replaces_an_existing_saved_model_and_never_called_model(tiny, tmp_path):
+    target = tmp_path / "sm"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    fresh = keras.models.clone_model(tiny)  # built, never called
+    assert not fresh._called
+    export_model(fresh, target, "saved_model")
+    assert not (target / "stale.txt").exists() and (target / "saved_model.pb").exists()
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
+    x = images(2, 32)
+    np.testing.assert_allclose(Artifact("saved_model", target)(x), np.asarray(fresh(x, training=False)), atol=1e-4)
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="efficientnet")
+    add_export_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_builds_from_weights_and_exports(tmp_path, capsys):
+    out = tmp_path / "lite0.onnx"
+    assert _cli(["export", "imagenet", str(out), "--format", "onnx", "--model", "lite0", "--image-size", "96"]) == 0
+    assert "Wrote" in capsys.readouterr().out
+    artifact = Artifact("onnx", out)
+    photo = center_crop_and_resize(load_image(sample_image_path()), 96).astype("float32")[None]
+    reference = efficientnet.EfficientNetLite0(weights="imagenet", input_shape=(96, 96, 3))
+    np.testing.assert_allclose(artifact(photo), np.asarray(reference(photo)), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_int8_quantisation_calibrated_on_a_folder(tmp_path, capsys):
+    from PIL import Image
+
+    image = load_image(sample_image_path())
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    h, w, _ = image.shape
+    for i in range(8):  # random crops and flips of the bundled photo
+        side = int(min(h, w) * rng.uniform(0.5, 1.0))
+        top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = image[top : top + side, left : left + side][:, :: 1 if i % 2 else -1]
+        Image.fromarray(np.ascontiguousarray(crop)).save(folder / f"{i}.png")
+    out = tmp_path / "lite0_int8.onnx"
+    argv = ["export", "imagenet", str(out), "--format", "onnx", "--model", "lite0", "--int8", str(folder)]
+    assert _cli(argv) == 0
+    assert "int8" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["calibration", "lite0_int8.onnx"]
+
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 50
+    assert out.stat().st_size < 6_000_000  # float32 is ~18 MB
+    photo = center_crop_and_resize(image, 224).astype("float32")[None]
+    reference = np.asarray(efficientnet.EfficientNetLite0(weights="imagenet")(photo))
+    probs = Artifact("onnx", out)(photo)
+    assert int(np.argmax(probs)) == int(np.argmax(reference))  # measured: same top-1, |diff| 0.027
+    np.testing.assert_allclose(probs, reference, atol=0.06)
+
+    with pytest.raises(ValueError, match="--int8 quantises ONNX models"):
+        _cli(
+            ["export", "imagenet", str(tmp_path / "x.tflite"), "--format", "litert", "--model", "lite0", "--int8", "d"]
+        )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="No calibration images"):
+        export_lib.quantize_onnx(out, tmp_path / "again.onnx", empty)
+
+
+def test_cli_loads_keras_files_and_passes_options(tiny, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(export_lib, "export_model", lambda model, path, fmt, **kw: calls.append((model, fmt, kw)))
+    path = tmp_path / "tiny.keras"
+    tiny.save(path)
+    out = str(tmp_path / "o.tflite")
+    assert _cli(["export", str(path), out, "--format", "litert", "--no-optimize", "--batch-size", "1"]) == 0
+    model, fmt, kw = calls[0]
+    assert fmt == "litert" and kw == {"optimize": False, "batch_size": 1}
+    assert [layer.name for layer in model.layers] == [layer.name for layer in tiny.layers]
+
+    with pytest.raises(ValueError, match="pass --model VARIANT"):
+        _cli(["export", "weights.h5", out, "--format", "onnx"])
+    with pytest.raises(ValueError, match="a .keras file has its own architecture"):
+        _cli(["export", str(path), out, "--format", "onnx", "--model", "b0"])
+    with pytest.raises(SystemExit):
+        _cli(["export", str(path), out, "--format", "pickle"])
