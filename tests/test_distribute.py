@@ -2,12 +2,9 @@
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -101,56 +98,6 @@ def test_mirrored_step_equals_the_single_device_step(folder, tmp_path):
     assert max(np.abs(a - b).max() for a, b in zip(single, local)) > 1e-4  # per-replica BN statistics differ
 
 
-WORKER = """
-folder, out, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
-result = run("multiworker", folder, epochs=1, out_dir=f"{out}/run")
-save(result, f"{out}/worker{index}.npz")
-"""
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_multiworker_on_two_local_processes_equals_one_process(folder, tmp_path):
-    python('save(run("none", sys.argv[1], weights="imagenet"), sys.argv[2])', folder, str(tmp_path / "single.npz"))
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    procs = []
-    try:
-        for index in range(2):
-            env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", PRELUDE + textwrap.dedent(WORKER), folder, str(tmp_path), str(index)],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    start_new_session=True,
-                )
-            )
-        deadline = time.time() + 600
-        for p in procs:
-            _, err = p.communicate(timeout=max(1, deadline - time.time()))
-            assert p.returncode == 0, err[-4000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-    single = weights(tmp_path / "single.npz")
-    assert_same(weights(tmp_path / "worker0.npz"), weights(tmp_path / "worker1.npz"), atol=0)
-    assert_same(single, weights(tmp_path / "worker0.npz"))
-    # only the chief (worker 0) wrote the run directory
-    assert (tmp_path / "run" / "model.weights.h5").exists()
-
-
 def test_jax_data_parallel_step_equals_the_single_device_step(folder, tmp_path):
     pytest.importorskip("jax")
     code = """
@@ -175,9 +122,8 @@ class Kill(keras.callbacks.Callback):
 
 
 def test_mirrored_checkpoint_resumes_and_loads_on_one_device(folder, tmp_path):
-    code = (
-        KILL_AFTER_FIRST
-        + """
+    code = KILL_AFTER_FIRST + textwrap.dedent(
+        """
     folder, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     kw = dict(epochs=2, weights="imagenet", out_dir=f"{out}/{'whole' if mode == 'whole' else 'killed'}")
     if mode == "kill":

@@ -10,6 +10,9 @@ whether this process writes the run directory).
                     its logical CPU devices); TensorFlow backend.
 ``multiworker``     ``tf.distribute.MultiWorkerMirroredStrategy``, the cluster from ``TF_CONFIG``;
                     TensorFlow backend. Worker 0 (or the chief) writes checkpoints and logs.
+                    Known to fail inside Keras 3.15's ``fit`` with TensorFlow 2.21 (its symbolic
+                    build reduces the (image, label) batch with ``strategy.reduce``, which this
+                    strategy cannot do for a tuple); kept for newer Keras, not claimed to work.
 ``tpu``             ``tf.distribute.TPUStrategy`` from ``TPUClusterResolver`` (documented; no TPU
                     was available to test it).
 ``data-parallel``   ``keras.distribution.DataParallel`` over all JAX devices; JAX backend;

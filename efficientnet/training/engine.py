@@ -138,7 +138,7 @@ def build_classifier(
     )
     net = keras.Model(backbone.inputs, outputs, name=variant.name)
     head = net.get_layer("predictions")
-    head.kernel.assign(keras.ops.zeros_like(head.kernel))
+    head.kernel.assign(np.zeros(tuple(head.kernel.shape), keras.backend.standardize_dtype(head.kernel.dtype)))
     return net
 
 
