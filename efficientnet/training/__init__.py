@@ -69,7 +69,11 @@ _WHERE = {
 
 def __getattr__(name: str):
     if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        # Importing a submodule binds it on this package under its own name: ``noisy_student``
+        # (the function) must win over ``noisy_student`` (the module).
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

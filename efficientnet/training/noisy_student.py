@@ -230,6 +230,7 @@ def noisy_student(
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     seed: int = 0,
+    deterministic: bool = False,
     verbose="auto",
     **recipe_overrides,
 ) -> NoisyStudentResult:
@@ -252,6 +253,7 @@ def noisy_student(
         finetune_epochs, finetune_size: a last :func:`finetune_at_resolution` of the final student.
         out_dir: ``teacher/``, ``student1/``, … run directories, ``iteration{i}/pseudo_labels.csv``
             and ``noisy_student.json``; with ``resume`` a finished step is loaded, not redone.
+        seed, deterministic: as in :func:`efficientnet.training.train`, for every model trained.
     """
     from . import data as data_lib
     from .engine import build_classifier, evaluate, load_run, train
@@ -285,7 +287,14 @@ def noisy_student(
     del probe
 
     figures: list[dict] = []
-    common = dict(batch_size=batch_size, image_size=image_size, val_data=val_src, seed=seed, verbose=verbose)
+    common = dict(
+        batch_size=batch_size,
+        image_size=image_size,
+        val_data=val_src,
+        seed=seed,
+        verbose=verbose,
+        deterministic=deterministic,
+    )
     if isinstance(teacher, keras.Model):
         teacher_model, teacher_name = teacher, teacher.name
     elif isinstance(teacher, (str, os.PathLike)) and os.path.isdir(os.fspath(teacher)):
