@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import keras
+import numpy as np
 from keras import layers
 
 from . import config
@@ -110,7 +111,7 @@ def EfficientNet(
     from . import weights as weights_lib
 
     weight_spec = weights_lib.resolve_weight_spec(variant, weights, include_top)
-    validate_common_arguments(
+    classes = validate_common_arguments(
         include_top=include_top,
         weights=weights,
         pretrained=weight_spec is not None,
@@ -291,12 +292,19 @@ def validate_common_arguments(
     pooling,
     classes: int,
     classifier_activation,
-) -> None:
-    """The keras.applications argument checks, each naming the fix."""
+) -> int:
+    """The keras.applications argument checks, each naming the fix; returns ``classes`` as an int.
+
+    ``classes`` may be any integer type (``numpy.int64`` from a label array) but not a bool.
+    """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-    if not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"classes must be a positive integer, got {classes!r}.")
+    if isinstance(classes, (bool, np.bool_)) or not isinstance(classes, (int, np.integer)) or classes < 1:
+        raise ValueError(
+            f"classes must be a positive integer (the number of output classes), got {classes!r}"
+            f"{' (a bool)' if isinstance(classes, (bool, np.bool_)) else ''}."
+        )
+    classes = int(classes)
     if pretrained and include_top and classes != 1000:
         raise ValueError(
             f"weights={weights!r} with include_top=True has 1000 ImageNet classes, but classes={classes}. "
@@ -306,6 +314,17 @@ def validate_common_arguments(
         raise ValueError(
             f"With pretrained weights, classifier_activation must be None or 'softmax', got {classifier_activation!r}."
         )
+    return classes
+
+
+def _shape_tuple(value, what: str) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise ValueError(f"{what} must be a tuple (height, width, channels) such as (224, 224, 3), got {value!r}.")
+    shape = tuple(value)
+    for dim in shape:
+        if dim is not None and (isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer))):
+            raise ValueError(f"{what} must hold integers or None, got {value!r}; e.g. (224, 224, 3).")
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def resolve_input(
@@ -316,20 +335,41 @@ def resolve_input(
     include_top: bool,
     require_rgb: bool,
 ):
-    """Returns ``(image_input_tensor, model_inputs)`` after checking shape and channels."""
+    """Returns ``(image_input_tensor, model_inputs)`` after checking shape and channels.
+
+    ``input_shape`` given with ``input_tensor`` must agree with the tensor's shape.
+    """
     channels_last = keras.config.image_data_format() == "channels_last"
-    if input_tensor is not None and input_shape is None:
-        input_shape = tuple(input_tensor.shape[1:])
+    what = "input_shape"
+    if input_tensor is not None:
+        if not hasattr(input_tensor, "shape"):
+            raise ValueError(
+                f"input_tensor must be a tensor such as keras.Input((224, 224, 3)), got {type(input_tensor).__name__}."
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None:
+            given = _shape_tuple(input_shape, "input_shape")
+            if len(given) != len(tensor_shape) or any(
+                a is not None and b is not None and a != b for a, b in zip(given, tensor_shape)
+            ):
+                raise ValueError(
+                    f"input_shape={given} conflicts with the shape of input_tensor, {tensor_shape} (without the "
+                    "batch axis). Pass only one of them, or make them agree."
+                )
+        else:
+            input_shape, what = tensor_shape, "The shape of input_tensor (without the batch axis)"
     if input_shape is None:
         side = default_size if include_top else None
         input_shape = (side, side, 3) if channels_last else (3, side, side)
-    input_shape = tuple(input_shape)
+    input_shape = _shape_tuple(input_shape, what)
     if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}.")
+        raise ValueError(f"{what} must be (height, width, channels), got {input_shape}.")
     spatial = input_shape[:2] if channels_last else input_shape[1:]
     channels = input_shape[-1] if channels_last else input_shape[0]
     if channels is None:
-        raise ValueError(f"The channel dimension of input_shape must be known, got {input_shape}.")
+        raise ValueError(f"The channel dimension of {what} must be known, got {input_shape}.")
+    if channels < 1:
+        raise ValueError(f"{what} {input_shape} has {channels} channels; images have at least 1 (RGB: 3).")
     if require_rgb and channels != 3:
         raise ValueError(
             f"input_shape {input_shape} has {channels} channels, but pretrained weights and the in-model "

@@ -316,6 +316,10 @@ def assign_from_tensors(
         if [a.shape for a in arrays] != expected:
             problems.append(f"{layer.name}: source {[a.shape for a in arrays]} vs model {expected}")
             continue
+        bad = [k for k, a in zip(keys, arrays) if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        if bad:
+            problems.append(f"{layer.name}: NaN or Inf in {', '.join(bad)} (a corrupt or diverged checkpoint)")
+            continue
         used.update(keys)
         pairs.append((layer, arrays))
     unused = sorted(k for k in tensors if k not in used and not _ignorable(k))
@@ -394,6 +398,8 @@ def convert_state_dict(
     if isinstance(variant, str) and variant.lower().startswith("xception"):
         return _convert_xception(tensors, variant.lower(), progress, **model_kwargs)
     variant = config.get_variant(variant) if isinstance(variant, str) else variant
+    if layout is not None and layout not in LAYOUTS:
+        raise ConversionError(f"Unknown layout {layout!r}; choose one of {sorted(LAYOUTS)} (or None to detect it).")
     layout_obj = LAYOUTS[layout or detect_layout(tensors)]
     probe = layout_obj.module_names(variant)
     classes = _classes_in(tensors, probe.get("predictions"), layout_obj.framework)
@@ -421,19 +427,40 @@ def _to_numpy(value) -> np.ndarray:
 
 
 def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Reads a ``.pth``/``.pt`` file (legacy or zip format) as arrays; needs ``torch``."""
+    """Reads a ``.pth``/``.pt`` file (legacy or zip format) as arrays; needs ``torch``.
+
+    Only tensors are read (``weights_only=True``): a file holding other Python
+    objects is refused, as running its pickled code would be unsafe.
+    """
     try:
         import torch
     except ImportError as exc:
         raise ConversionError("Reading PyTorch files needs torch: pip install torch==2.13.0") from exc
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ConversionError(f"Cannot convert {path}: it {what}. Pass the path of a .pth/.pt state dict file.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConversionError(f"Cannot read {path} as a PyTorch state dict: {exc}") from None
+        if "Unsupported global" in str(exc):
+            reason = (
+                "it holds Python objects besides tensors (a whole pickled model or training state), which are "
+                "not read because unpickling them can run arbitrary code. If you trust its source, load it in "
+                "PyTorch yourself, torch.save(model.state_dict(), 'state.pth'), and convert that file"
+            )
+        else:
+            reason = f"it is truncated, corrupt or not a PyTorch file ({type(exc).__name__}). Download or save it again"
+        raise ConversionError(f"Cannot read {path} as a PyTorch state dict: {reason}.") from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
-    return {k.removeprefix("module."): _to_numpy(v) for k, v in obj.items()}
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(
+            f"{path} holds {type(obj).__name__ if not isinstance(obj, dict) else 'an empty dict'}, not a state dict "
+            "(a mapping of parameter names to tensors). Save model.state_dict() with torch.save and convert that."
+        )
+    return {str(k).removeprefix("module."): _to_numpy(v) for k, v in obj.items()}
 
 
 def convert_tf_checkpoint(
@@ -475,12 +502,28 @@ def convert_file(
     layout: str | None = None,
     progress: bool = False,
 ) -> keras.Model:
-    """Converts a ``.pth``/``.pt`` state dict or a TensorFlow checkpoint into a legacy ``.h5`` (atomically)."""
+    """Converts a ``.pth``/``.pt`` state dict or a TensorFlow checkpoint into a legacy ``.h5`` (atomically).
+
+    The output path is checked first, so a bad one fails before any conversion work.
+    """
+    _check_output(output)
     if layout == "tf" or (layout is None and (source.endswith(".index") or os.path.isfile(source + ".index"))):
         model = convert_tf_checkpoint(source.removesuffix(".index"), variant, progress=progress)
     else:
         model = convert_state_dict(load_torch_state_dict(source), variant, layout=layout, progress=progress)
-    if not output.endswith(".h5") or output.endswith(".weights.h5"):
-        raise ConversionError(f"The output must be a legacy .h5 path, got {output!r}.")
     save_weights(model, output)
     return model
+
+
+def _check_output(output: str) -> None:
+    if not isinstance(output, str) or not output.endswith(".h5") or output.endswith(".weights.h5"):
+        raise ConversionError(
+            f"The output must be a legacy .h5 path (e.g. b0.h5; not .weights.h5 or .keras), got {output!r}."
+        )
+    if os.path.isdir(output):
+        raise ConversionError(f"The output {output} is a directory; add a file name such as {output}/model.h5.")
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise ConversionError(
+            f"Cannot write {output}: the directory {directory} does not exist. Create it first (mkdir -p)."
+        )

@@ -152,12 +152,30 @@ def feature_extractor(
     Raises:
         ValueError: a stride the model does not have (e.g. 32 with ``output_stride=16``).
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"feature_extractor needs a keras.Model, got {type(model).__name__}; build one first, e.g. "
+            "efficientnet.EfficientNetB0(include_top=False, weights=None), or use features_only=True."
+        )
+    if isinstance(strides, (str, bytes)) or not hasattr(strides, "__iter__"):
+        raise TypeError(f"strides must be a sequence of strides such as (4, 8, 16, 32), got {strides!r}.")
+    strides = list(strides)
+    if not strides:
+        raise ValueError(f"strides is empty: name at least one of {STRIDES}, e.g. (4, 8, 16, 32).")
     strides = sorted(set(strides))
     table = dict(layer_names) if layer_names is not None else _table_for(model)
     missing = [s for s in strides if s not in table]
     if missing:
         raise ValueError(f"No endpoint at strides {missing}; available: {sorted(table)}.")
     chosen = {s: table[s] for s in strides}
+    known = {layer.name for layer in model.layers}
+    absent = {s: n for s, n in chosen.items() if n not in known}
+    if absent:
+        raise ValueError(
+            f"{model.name} has no layers named {', '.join(repr(n) for n in absent.values())} (asked for strides "
+            f"{sorted(absent)}); layer_names must name layers of the model (see model.summary() or "
+            "efficientnet.features.endpoint_names)."
+        )
     real = _real_stride(model, chosen)
     wrong = {s: r for s, r in real.items() if r != s}
     if wrong:

@@ -81,6 +81,8 @@ def preprocess_input(x, mode: str | None = None, data_format: str | None = None)
         import keras
 
         data_format = keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first' (or None), got {data_format!r}.")
     shape = (3,) if data_format == "channels_last" else (3, 1, 1)
     channels = x.shape[-1] if data_format == "channels_last" else x.shape[-3]
     if channels != 3:
@@ -121,10 +123,21 @@ def center_crop_and_resize(
         raise ValueError(f"Expected an (H, W) or (H, W, C) image, got shape {image.shape}.")
     if interpolation not in _INTERPOLATION_ORDER:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION_ORDER)}, got {interpolation!r}.")
-    if image_size < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}.")
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer (the output side in pixels), got {image_size!r}.")
+    if isinstance(crop_padding, bool) or not isinstance(crop_padding, (int, float, np.number)) or crop_padding < 0:
+        raise ValueError(
+            f"crop_padding must be a number >= 0 (32 in the papers, 0 for no margin), got {crop_padding!r}."
+        )
     h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"The image is empty (shape {image.shape}); check that it was read correctly.")
     crop = int(image_size / (image_size + crop_padding) * min(h, w))
+    if crop < 1:
+        raise ValueError(
+            f"The image ({h}x{w}) is too small for a centre crop of {image_size}/({image_size}+{crop_padding}) of its "
+            "shorter side; use a larger image or crop_padding=0."
+        )
     top = (h - crop + 1) // 2
     left = (w - crop + 1) // 2
     cropped = image[top : top + crop, left : left + crop]
@@ -159,6 +172,10 @@ def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]
         raise ValueError(
             f"decode_predictions expects a batch of ImageNet predictions of shape (samples, 1000), got {preds.shape}."
         )
+    if isinstance(top, (bool, np.bool_)) or not isinstance(top, (int, np.integer)):
+        raise ValueError(f"top must be a positive integer (how many classes per row), got {top!r}.")
+    if top < 1:
+        raise ValueError(f"top must be at least 1 (how many classes per row), got {top}; e.g. top=5.")
     index = _class_index()
     results = []
     for row in preds:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 from .features import feature_extractor
@@ -58,6 +59,27 @@ def _static_size(input_shape: Sequence[int], multiple: int) -> tuple[int, int]:
     return h, w
 
 
+def _positive_int(value, name: str, hint: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer ({hint}), got {value!r}.")
+    return int(value)
+
+
+def _check_rate(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}; 0 disables it.")
+    return float(value)
+
+
+def _check_backbone_model(backbone) -> None:
+    """A given backbone must be headless: a 4-D feature map, not class scores."""
+    if isinstance(backbone, keras.Model) and len(backbone.outputs[0].shape) != 4:
+        raise ValueError(
+            f"The backbone {backbone.name} outputs {tuple(backbone.outputs[0].shape)}, not a feature map: build it "
+            "with include_top=False and pooling=None, or pass its variant name."
+        )
+
+
 def _classifier(x, classes: int, activation, name: str):
     x = layers.Conv2D(classes, 1, name=f"{name}_logits")(x)
     return layers.Activation(activation or "linear", dtype="float32", name=f"{name}_output")(x)
@@ -101,6 +123,12 @@ def DeepLabV3Plus(
     """
     if output_stride not in _ASPP_RATES:
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}.")
+    classes = _positive_int(classes, "classes", "the number of segmentation classes, e.g. 21 for PASCAL VOC")
+    aspp_filters = _positive_int(aspp_filters, "aspp_filters", "e.g. 256")
+    decoder_filters = _positive_int(decoder_filters, "decoder_filters", "e.g. 256")
+    low_level_filters = _positive_int(low_level_filters, "low_level_filters", "e.g. 48")
+    dropout_rate = _check_rate(dropout_rate, "dropout_rate")
+    _check_backbone_model(backbone)
     if isinstance(backbone, keras.Model):
         input_shape = tuple(backbone.inputs[0].shape[1:])
     height, _ = _static_size(input_shape, max(output_stride, 4))
@@ -183,8 +211,14 @@ def Unet(
     Returns:
         A model mapping ``(batch, H, W, 3)`` raw pixels to ``(batch, H, W, classes)``.
     """
-    if len(decoder_filters) != 5:
+    sized = hasattr(decoder_filters, "__len__") and not isinstance(decoder_filters, (str, bytes))
+    if not sized or len(decoder_filters) != 5:
         raise ValueError(f"decoder_filters needs 5 values (strides 16, 8, 4, 2, 1), got {decoder_filters!r}.")
+    decoder_filters = [
+        _positive_int(f, "every decoder_filters value", "e.g. (256, 128, 64, 32, 16)") for f in decoder_filters
+    ]
+    classes = _positive_int(classes, "classes", "the number of segmentation classes; 1 for a binary mask")
+    _check_backbone_model(backbone)
     if isinstance(backbone, keras.Model):
         input_shape = tuple(backbone.inputs[0].shape[1:])
     _static_size(input_shape, 32)

@@ -96,6 +96,10 @@ def _unit(x, block: XceptionBlock, prefix: str, options: BlockOptions, stride: i
     return x
 
 
+class _XceptionName(NamedTuple):
+    name: str
+
+
 def AlignedXception(
     variant: str = "xception65",
     include_top: bool = True,
@@ -136,9 +140,15 @@ def AlignedXception(
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}.")
     if len(multi_grid) != 3 or any(int(r) < 1 for r in multi_grid):
         raise ValueError(f"multi_grid must be three positive rates, got {multi_grid!r}.")
-    if weights is not None and not isinstance(weights, str):
-        raise ValueError(f"weights must be None or a file path, got {weights!r}.")
-    validate_common_arguments(
+    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
+        raise ValueError(f"dropout_rate must be a number in [0, 1), got {dropout_rate!r}; 0 disables dropout.")
+    if weights is not None:
+        # Before building (Xception-65 takes seconds): no weights are registered, so a name is refused
+        # with how to get weights, and a path must be a weights file.
+        from .weights import resolve_weight_spec
+
+        resolve_weight_spec(_XceptionName(variant), weights, include_top)
+    classes = validate_common_arguments(
         include_top=include_top,
         weights=weights,
         pretrained=False,

@@ -101,14 +101,41 @@ def test_se_has_bias_and_reduces_block_input_filters():
     assert isinstance(model.get_layer("block2a_dwconv"), keras.layers.DepthwiseConv2D)
 
 
-@pytest.mark.parametrize("size,expected", [(224, 112), (225, 113), (227, 114), (33, 17)])
+@pytest.mark.parametrize("size,expected", [(224, 112), (225, 113), (227, 114), (33, 17), (64, 32)])
 def test_tensorflow_same_padding_for_any_size(size, expected):
+    """Shapes and values of the strided convolutions equal TensorFlow's own padding="SAME".
+
+    Values matter: symmetric padding gives the same shapes, but at even sizes TensorFlow pads
+    only at the end, so the stem and every strided depthwise conv then compute other values.
+    """
+    import tensorflow as tf
+
     model = efficientnet.EfficientNetB0(weights=None, include_top=False)
     stem = keras.Model(model.input, model.get_layer("stem_activation").output)
     out = stem(np.zeros((1, size, size, 3), "float32"))
     assert tuple(out.shape[1:3]) == (expected, expected)
     top = model(np.zeros((1, size, size, 3), "float32"))
     assert top.shape[1] == -(-size // 32)
+
+    # (input of the convolution before any padding layer, the convolution's output), for each strided conv.
+    probes = {
+        "stem_conv": "normalization",
+        "block2a_dwconv": "block2a_expand_activation",
+        "block3a_dwconv": "block3a_expand_activation",
+    }
+    tensors = []
+    for conv, before in probes.items():
+        tensors += [model.get_layer(before).output, model.get_layer(conv).output]
+    x = np.random.default_rng(size).uniform(0, 255, (1, size, size, 3)).astype("float32")
+    values = keras.Model(model.input, tensors)(x, training=False)
+    for i, conv in enumerate(probes):
+        inputs, got = (np.asarray(keras.ops.convert_to_numpy(v)) for v in values[2 * i : 2 * i + 2])
+        kernel = model.get_layer(conv).get_weights()[0]
+        if conv == "stem_conv":
+            expected_values = tf.nn.conv2d(inputs, kernel, strides=2, padding="SAME")
+        else:
+            expected_values = tf.nn.depthwise_conv2d(inputs, kernel, strides=[1, 2, 2, 1], padding="SAME")
+        np.testing.assert_allclose(got, expected_values.numpy(), atol=1e-4, rtol=1e-4, err_msg=conv)
 
 
 def test_symmetric_padding_matches_pytorch_arithmetic():

@@ -178,12 +178,36 @@ def test_fuzzed_files_raise_only_documented_errors(small_file, tmp_path, data):
     path.write_bytes(bytes(mutated))
     model = efficientnet.EfficientNet("b0", weights=None, blocks_args=blocks, input_shape=(32, 32, 3), classes=3)
     before = weights_snapshot(model)
+    by_name = data.draw(st.booleans())
     try:
-        report = efficientnet.load_weights(model, str(path), by_name=data.draw(st.booleans()))
+        report = efficientnet.load_weights(model, str(path), by_name=by_name)
     except WeightsError:
         assert_unchanged(model, before)
     else:
+        # A load that raised nothing must have put exactly the (fuzzed) file's values into every layer.
         assert report.complete
+        expected = _file_arrays(path, model, by_name)
+        layers = efficientnet.weights.weighted_layers(model)
+        assert report.loaded == [layer.name for layer in layers]
+        for layer in layers:
+            for got, want in zip(layer.get_weights(), expected[layer.name]):
+                np.testing.assert_array_equal(got, want)
+
+
+def _file_arrays(path, model, by_name):
+    """An independent read of a legacy file: model layer name → the file's arrays for it (h5py only)."""
+    with h5py.File(path, "r") as f:
+        entries = []
+        for name in f.attrs["layer_names"]:
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            weight_names = [w.decode() if isinstance(w, bytes) else str(w) for w in f[name].attrs["weight_names"]]
+            if weight_names:
+                entries.append((name, [np.asarray(f[name][w]) for w in weight_names]))
+    layers = efficientnet.weights.weighted_layers(model)
+    if by_name:
+        by_file_name = dict(entries)
+        return {layer.name: by_file_name[layer.name] for layer in layers}
+    return {layer.name: arrays for layer, (_, arrays) in zip(layers, entries)}
 
 
 @pytest.mark.parametrize("mutation", ["drop-dataset", "reshape-dataset", "drop-layer-names"])

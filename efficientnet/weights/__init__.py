@@ -11,18 +11,20 @@ import os
 import keras
 import numpy as np
 
+from . import registry
 from .download import ENV_DIR, ENV_URL, WeightsDownloadError, cache_dir, fetch
 from .loader import (
     LoadReport,
     WeightsError,
     WeightsFileError,
     WeightsMismatchError,
+    check_weights_file,
     load_weights,
     read_weights_file,
     save_weights,
     weighted_layers,
 )
-from .registry import REGISTRY, WeightSpec, available_weights, find_weight_spec
+from .registry import REGISTRY, WeightSpec, available_weights, find_weight_spec, registered_weight_sets
 
 __all__ = [
     "ENV_DIR",
@@ -36,11 +38,13 @@ __all__ = [
     "WeightsMismatchError",
     "available_weights",
     "cache_dir",
+    "check_weights_file",
     "fetch",
     "find_weight_spec",
     "load_requested_weights",
     "load_weights",
     "read_weights_file",
+    "registered_weight_sets",
     "resolve_weight_spec",
     "save_weights",
     "set_normalization",
@@ -49,26 +53,43 @@ __all__ = [
 
 
 def is_weights_path(weights) -> bool:
-    return isinstance(weights, (str, os.PathLike)) and (
-        os.sep in str(weights) or str(weights).endswith(".h5") or os.path.exists(weights)
-    )
+    """Whether ``weights=`` names a file rather than a registered weight set.
+
+    A registered name (``"imagenet"``, ``"noisy-student"``…) always means the registered
+    weights, even when a file or folder of that name is in the working directory
+    (keras.applications' order): pass ``"./imagenet"`` or a ``pathlib.Path`` for the file.
+    Other strings are paths when they contain a directory separator or a dot, or exist.
+    """
+    if isinstance(weights, os.PathLike):
+        return True
+    if not isinstance(weights, str) or weights in registered_weight_sets():
+        return False
+    separators = [s for s in (os.sep, os.altsep) if s]
+    return any(s in weights for s in separators) or "." in weights or os.path.exists(weights)
 
 
 def resolve_weight_spec(variant, weights, include_top: bool) -> WeightSpec | None:
     """The registry entry that ``weights=`` names, ``None`` for no weights or a path.
 
+    Checked before any model is built, so a wrong ``weights=`` fails at once.
+
     Raises:
-        ValueError: ``weights`` is neither None, a registered weight set nor an existing path.
+        ValueError: ``weights`` is neither None, a registered weight set nor a path;
+            or a weight set not registered for this variant (the message lists those that are).
+        WeightsFileError: a path that does not exist or cannot be a weights file
+            (a directory, a ``.keras`` model, a PyTorch checkpoint…).
     """
     if weights is None:
         return None
     if is_weights_path(weights):
-        if not os.path.exists(weights):
-            raise WeightsFileError(f"Weights file {weights} does not exist.")
+        check_weights_file(weights)
         return None
     if not isinstance(weights, str):
-        raise ValueError(f"weights must be None, a weight-set name or a file path, got {weights!r}.")
-    return find_weight_spec(variant.name, weights, include_top)
+        raise ValueError(
+            f"weights must be None, a weight-set name or a file path, got {weights!r}; "
+            f"weight sets for {variant.name}: {', '.join(repr(w) for w in available_weights(variant.name)) or 'none'}."
+        )
+    return registry.find_weight_spec(variant.name, weights, include_top)
 
 
 def load_requested_weights(model: keras.Model, weights, spec: WeightSpec | None) -> LoadReport:

@@ -74,8 +74,9 @@ def fetch(spec: WeightSpec) -> str:
     """Returns a local path holding ``spec``'s file with the right hash.
 
     Raises:
-        WeightsDownloadError: not found locally and the download failed or
-            produced a file with the wrong hash. Nothing is left in the cache.
+        WeightsDownloadError: not found locally and the cache directory is not
+            writable, or the download failed or produced a file with the wrong
+            hash. Nothing is left in the cache.
     """
     candidates = [_bundled_path(spec)]
     if os.environ.get(ENV_DIR):
@@ -99,14 +100,43 @@ def fetch(spec: WeightSpec) -> str:
             f"The {spec.weight_set} weights of {spec.variant} should ship with this package as "
             f"{spec.file_name}, but the file is missing; reinstall the package."
         )
+    if os.path.isdir(cached):
+        raise WeightsDownloadError(
+            f"A directory is in the way of the weights file {cached}: remove or rename it, then retry "
+            f"(or point KERAS_HOME at another directory)."
+        )
     return _download(spec, origin, cached)
+
+
+def _alternatives(spec: WeightSpec, origin: str, target: str) -> str:
+    """Where else the file can come from, for error messages."""
+    text = (
+        f"download {origin} elsewhere and place it at {target}, or in a directory named by ${ENV_DIR}, "
+        f"or pass weights='/path/to/{spec.file_name}'"
+    )
+    if os.environ.get(ENV_URL):
+        text += f"; check ${ENV_URL}={os.environ[ENV_URL]} (the file should be at {origin})"
+    else:
+        text += f"; or set ${ENV_URL} to a mirror"
+    local = os.environ.get(ENV_DIR)
+    if local and not os.path.isdir(local):
+        text += f". Note: ${ENV_DIR}={local} is not a directory"
+    return text + "."
 
 
 def _download(spec: WeightSpec, origin: str, target: str) -> str:
     import keras
 
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".efficientnet-download-", dir=os.path.dirname(target))
+    directory = os.path.dirname(target)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tmp_dir = tempfile.mkdtemp(prefix=".efficientnet-download-", dir=directory)
+    except OSError as exc:
+        raise WeightsDownloadError(
+            f"Cannot write the weights cache directory {directory} ({exc.strerror or exc}), so {spec.file_name} "
+            f"cannot be downloaded into it. Set KERAS_HOME to a writable directory (the cache is $KERAS_HOME/models), "
+            f"or: {_alternatives(spec, origin, target)}"
+        ) from None
     try:
         try:
             path = keras.utils.get_file(spec.file_name, origin, cache_dir=tmp_dir, cache_subdir=".")
@@ -115,15 +145,20 @@ def _download(spec: WeightSpec, origin: str, target: str) -> str:
                 raise
             raise WeightsDownloadError(
                 f"Could not download {spec.variant} {spec.weight_set} weights ({spec.file_name}) from {origin}: "
-                f"{exc}. Offline? Download the file elsewhere and place it at {target}, or in the directory "
-                f"named by ${ENV_DIR}; or set ${ENV_URL} to a mirror."
+                f"{exc}. Offline? Then {_alternatives(spec, origin, target)}"
             ) from None
         if not _hash_ok(path, spec.file_hash):
             raise WeightsDownloadError(
                 f"The file downloaded from {origin} does not have the expected hash {spec.file_hash}; "
                 "it was deleted. The server or a proxy sent a different or truncated file."
             )
-        os.replace(path, target)
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            raise WeightsDownloadError(
+                f"Downloaded {spec.file_name} but could not move it to {target} ({exc.strerror or exc}). "
+                f"Make that path writable, or: {_alternatives(spec, origin, target)}"
+            ) from None
         return target
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

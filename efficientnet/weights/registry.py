@@ -9,11 +9,12 @@ like to use it (input normalisation, padding style, BN epsilon).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["WeightSpec", "REGISTRY", "available_weights", "find_weight_spec"]
+__all__ = ["WeightSpec", "REGISTRY", "available_weights", "find_weight_spec", "registered_weight_sets"]
 
 KERAS_V1_BASE = "https://storage.googleapis.com/keras-applications/"
 KERAS_V2_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
@@ -211,14 +212,38 @@ def available_weights(variant: str) -> list[str]:
     return sorted({ws for (v, ws, _) in REGISTRY if v == variant})
 
 
+def registered_weight_sets() -> frozenset[str]:
+    """Every weight-set name of the registry: ``weights=`` with one of these never means a file."""
+    return frozenset(ws for (_, ws, _) in REGISTRY)
+
+
+def _how_to_get(variant: str) -> str:
+    if variant.startswith("xception"):
+        return (
+            f"Convert timm's: save timm.create_model({variant!r}, pretrained=True).state_dict() with torch.save "
+            f"as {variant}.pth, run `efficientnet convert {variant}.pth {variant}.h5 --variant {variant}` "
+            f"and pass weights='{variant}.h5'."
+        )
+    return (
+        f"Convert a checkpoint (timm, torchvision, efficientnet_pytorch, TensorFlow) with `efficientnet convert "
+        f"SOURCE {variant}.h5 --variant {variant} [--layout LAYOUT]` and pass weights='{variant}.h5'."
+    )
+
+
 def find_weight_spec(variant: str, weight_set: str, include_top: bool) -> WeightSpec:
     """The registered file for ``(variant, weight_set, include_top)``, or a ValueError naming the choices."""
     spec = REGISTRY.get((variant, weight_set, include_top))
     if spec is None:
         choices = available_weights(variant)
-        choice_text = ", ".join(repr(c) for c in choices) if choices else "none"
+        if choices:
+            choice_text = f"Weight sets for {variant}: {', '.join(repr(c) for c in choices)}."
+        else:
+            choice_text = f"{variant} has no registered weights. {_how_to_get(variant)}"
+        local = ""
+        if os.path.exists(weight_set):
+            local = f" To load the local file {weight_set!r} instead, pass weights='./{weight_set}'."
         raise ValueError(
-            f"No {weight_set!r} weights are registered for {variant}. Weight sets for {variant}: {choice_text}. "
-            "Pass weights=None for random initialisation, or a path to a .h5 file."
+            f"No {weight_set!r} weights are registered for {variant}. {choice_text} "
+            f"Pass weights=None for random initialisation, or a path to a .h5 file.{local}"
         )
     return spec
