@@ -102,6 +102,12 @@ def _check_image(path: str) -> str | None:
     return None
 
 
+def _check_images(files: Sequence[str]) -> list[str | None]:
+    """:func:`_check_image` of every file, decoded in a few threads."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(_check_image, files))
+
+
 def scan_image_folder(
     path: str | os.PathLike,
     *,
@@ -178,15 +184,14 @@ def scan_image_folder(
         warnings.warn(f"Skipping {message}.", stacklevel=2)
         skipped += ignored
     if check_images and files:
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            problems = list(pool.map(_check_image, files))
+        problems = _check_images(files)
         bad = [(f, p) for f, p in zip(files, problems) if p is not None]
         if bad:
             if on_bad_file == "error":
                 f, p = bad[0]
                 raise DatasetError(
                     f"{f!r} is not a readable image ({p}). Remove or replace it, or pass on_bad_file='skip' "
-                    "(--skip-bad-files) to leave such files out with a warning."
+                    "(drop --strict-files) to leave such files out with a warning."
                 )
             for f, p in bad:
                 warnings.warn(f"Skipping {f!r}: not a readable image ({p}).", stacklevel=2)
@@ -578,8 +583,7 @@ def list_images(path: str | os.PathLike, *, on_bad_file: str = "skip", check_ima
     if not files:
         raise DatasetError(f"{root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
     if check_images:
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            problems = list(pool.map(_check_image, files))
+        problems = _check_images(files)
         bad = [(f, p) for f, p in zip(files, problems) if p is not None]
         if bad and on_bad_file == "error":
             raise DatasetError(f"{bad[0][0]!r} is not a readable image ({bad[0][1]}). Remove it or skip bad files.")

@@ -202,17 +202,26 @@ def _source(data, *, class_names=None, on_bad_file="skip", what="training"):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def _atomic_write(path: str, write, suffix: str = ".partial") -> None:
+    """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it over ``path``."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
 
 
 def _save_checkpoint(out_dir: str, model: keras.Model, ema, state: dict) -> None:
@@ -628,16 +637,7 @@ def _plot_curves(history: dict[str, list[float]], path: str) -> None:
 
 
 def _save_figure(fig, path: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
 
 
 # --- runs and evaluation ----------------------------------------------------------------------
