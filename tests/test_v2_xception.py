@@ -107,7 +107,10 @@ def _torch_vs_keras(torch_model, keras_model, size):
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(x)).numpy()
     got = keras.ops.convert_to_numpy(keras_model(x.transpose(0, 2, 3, 1), training=False))
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    # Randomly initialised networks produce logits of size ~30; float32 summation order differs
+    # between the frameworks, so the absolute tolerance scales with the outputs (a conversion error
+    # is of the order of the outputs themselves).
+    np.testing.assert_allclose(got, expected, atol=2e-5 * float(np.abs(expected).max()), rtol=1e-4)
 
 
 @pytest.mark.slow
