@@ -28,6 +28,7 @@ from .layers import (
     mbconv_block,
 )
 from .preprocessing import MODES
+from .remat import RematModel
 
 __all__ = [
     "EfficientNet",
@@ -67,6 +68,7 @@ def EfficientNet(
     width_coefficient: float | None = None,
     depth_coefficient: float | None = None,
     default_size: int | None = None,
+    remat: bool = False,
 ) -> keras.Model:
     """Builds an EfficientNet (V1, Lite or V2) from its variant table entry.
 
@@ -92,6 +94,9 @@ def EfficientNet(
             ``include_top=False``.
         blocks_args, width_coefficient, depth_coefficient, default_size: override
             the variant's table and scaling, for custom networks.
+        remat: recompute each block in the backward pass instead of keeping its
+            activations (:class:`efficientnet.remat.RematModel`): less training
+            memory for more compute; same layers, weights, outputs and gradients.
     """
     variant = config.get_variant(variant) if isinstance(variant, str) else variant
     if features_only:
@@ -121,6 +126,7 @@ def EfficientNet(
     )
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}.")
+    check_remat(remat)
 
     defaults = weight_spec.build_overrides() if weight_spec is not None else {}
     options = BlockOptions(
@@ -211,7 +217,7 @@ def EfficientNet(
         classifier_activation=classifier_activation,
     )
     with deep_graph_recursion():
-        model = keras.Model(inputs, x, name=name or variant.name)
+        model = (RematModel if remat else keras.Model)(inputs, x, name=name or variant.name)
     if normalization is not None:
         weights_lib.set_normalization(normalization, _normalisation_for(variant, weight_spec))
     if weights is not None:
@@ -219,7 +225,8 @@ def EfficientNet(
     if features_only:
         from .features import feature_extractor
 
-        return feature_extractor(model, out_strides)
+        features = feature_extractor(model, out_strides)
+        return RematModel(features.inputs, features.outputs, name=features.name) if remat else features
     return model
 
 
@@ -282,6 +289,14 @@ def _preprocessing(x, variant: Variant, weight_spec):
     else:
         mean, variance = mean.tolist(), variance.tolist()
     return layers.Normalization(mean=mean, variance=variance, axis=channel_axis(), name="normalization")(x), None
+
+
+def check_remat(remat) -> None:
+    if not isinstance(remat, (bool, np.bool_)):
+        raise ValueError(
+            f"remat must be True or False, got {remat!r}: True recomputes each block in the backward pass "
+            "to save training memory."
+        )
 
 
 def validate_common_arguments(

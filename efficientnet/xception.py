@@ -17,8 +17,9 @@ from typing import NamedTuple
 import keras
 from keras import layers
 
-from .builder import add_head, make_constructor, resolve_input, validate_common_arguments
+from .builder import add_head, check_remat, make_constructor, resolve_input, validate_common_arguments
 from .layers import BlockOptions, conv_bn, deeplab_separable_names, separable_conv_bn
+from .remat import RematModel
 
 __all__ = [
     "XceptionBlock",
@@ -119,6 +120,7 @@ def AlignedXception(
     multi_grid: Sequence[int] = (1, 1, 1),
     bn_epsilon: float = 1e-3,
     bn_momentum: float = 0.9997,
+    remat: bool = False,
 ) -> keras.Model:
     """Builds DeepLab's aligned Xception.
 
@@ -130,6 +132,7 @@ def AlignedXception(
         output_stride: 32, 16 or 8: past it, strides become 1 and convs dilate.
         multi_grid: DeepLab's unit rates for the last block's three convs.
         features_only: return the features at ``out_strides`` (see :mod:`efficientnet.features`).
+        remat: recompute each unit in the backward pass (:class:`efficientnet.remat.RematModel`).
         Other arguments as in keras.applications.
     """
     if features_only:
@@ -140,6 +143,7 @@ def AlignedXception(
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}.")
     if len(multi_grid) != 3 or any(int(r) < 1 for r in multi_grid):
         raise ValueError(f"multi_grid must be three positive rates, got {multi_grid!r}.")
+    check_remat(remat)
     if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
         raise ValueError(f"dropout_rate must be a number in [0, 1), got {dropout_rate!r}; 0 disables dropout.")
     if weights is not None:
@@ -203,7 +207,7 @@ def AlignedXception(
         dropout_rate=dropout_rate,
         classifier_activation=classifier_activation,
     )
-    model = keras.Model(inputs, x, name=name or variant)
+    model = (RematModel if remat else keras.Model)(inputs, x, name=name or variant)
     if weights is not None:
         from .weights import load_weights
 
@@ -211,7 +215,8 @@ def AlignedXception(
     if features_only:
         from .features import feature_extractor
 
-        return feature_extractor(model, out_strides)
+        features = feature_extractor(model, out_strides)
+        return RematModel(features.inputs, features.outputs, name=features.name) if remat else features
     return model
 
 

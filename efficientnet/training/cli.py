@@ -25,6 +25,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {}
     if args.learning_rate is not None:
         overrides["base_learning_rate"] = args.learning_rate
+    if args.remat:
+        overrides["remat"] = True
     result = train(
         args.model,
         args.data_dir,
@@ -114,6 +116,7 @@ def add_train_parser(sub) -> None:
         help="distributed engine (tf.distribute or keras.distribution on JAX); --batch-size is the global batch",
     )
     t.add_argument("--synchronized-bn", action="store_true", help="cross-replica batch norm (TensorFlow strategies)")
+    t.add_argument("--remat", action="store_true", help="recompute each block in the backward pass (less memory)")
     t.set_defaults(func=_train)
 
 

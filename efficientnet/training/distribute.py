@@ -10,9 +10,8 @@ whether this process writes the run directory).
                     its logical CPU devices); TensorFlow backend.
 ``multiworker``     ``tf.distribute.MultiWorkerMirroredStrategy``, the cluster from ``TF_CONFIG``;
                     TensorFlow backend. Worker 0 (or the chief) writes checkpoints and logs.
-                    Known to fail inside Keras 3.15's ``fit`` with TensorFlow 2.21 (its symbolic
-                    build reduces the (image, label) batch with ``strategy.reduce``, which this
-                    strategy cannot do for a tuple); kept for newer Keras, not claimed to work.
+                    Keras 3.15's ``fit`` needs :func:`enable_keras_fit_on_multiworker` here
+                    (``train`` applies it); tested with 2 worker processes on one host.
 ``tpu``             ``tf.distribute.TPUStrategy`` from ``TPUClusterResolver`` (documented; no TPU
                     was available to test it).
 ``data-parallel``   ``keras.distribution.DataParallel`` over all JAX devices; JAX backend;
@@ -38,7 +37,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["STRATEGIES", "Distribution", "resolve_strategy", "parse_tf_config"]
+__all__ = ["STRATEGIES", "Distribution", "resolve_strategy", "parse_tf_config", "enable_keras_fit_on_multiworker"]
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "tpu", "data-parallel")
 
@@ -204,6 +203,67 @@ def _jax_chief() -> bool:
         return jax.process_index() == 0
     except Exception:  # not on JAX
         return True
+
+
+def enable_keras_fit_on_multiworker(model: keras.Model) -> keras.Model:
+    """Lets Keras 3's ``Model.fit``/``evaluate`` run under ``MultiWorkerMirroredStrategy``; returns ``model``.
+
+    Keras 3.15 fails there twice (``keras/src/backend/tensorflow/trainer.py``; keras-team/keras#20585):
+
+    1. ``_maybe_symbolic_build`` reads the shapes of a first batch through
+       ``strategy.reduce("MEAN", (images, labels), axis=None)``, and this strategy's reduce takes
+       no tuple ("Attempt to convert a value (PerReplica...) to a Tensor"). Here the first local
+       replica's batch gives the shapes (the same per-replica shapes; no collective).
+    2. ``reduce_per_replica`` reduces every step output with ``strategy.reduce("MEAN", v, axis=0)``
+       in multi-worker mode, and the outputs are scalars ("Invalid reduction dimension 0 for
+       input with 0 dimensions"). Here ``train_step``/``test_step`` return them with shape
+       ``(1,)``, so that reduce averages over the replicas. Epoch logs are unchanged: Keras reads
+       them from the metrics, whose totals and counts it all-reduces.
+
+    Only this model changes (instance attributes), and only when it was built under a
+    ``MultiWorkerMirroredStrategy`` spanning several workers; calling it again does nothing.
+    """
+    import tensorflow as tf
+    from keras import tree
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    if not (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+    ):
+        return model
+    if getattr(model, "_multiworker_fit_enabled", False):
+        return model
+
+    def first_local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def _maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(first_local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def rank1(value):
+        if isinstance(value, (tf.Tensor, tf.Variable)) and value.shape.rank == 0:
+            return tf.reshape(value, [1])
+        return value
+
+    def with_rank1_outputs(step):
+        @functools.wraps(step)
+        def wrapped(data):
+            return tree.map_structure(rank1, step(data))
+
+        return wrapped
+
+    model._maybe_symbolic_build = _maybe_symbolic_build
+    model.train_step = with_rank1_outputs(model.train_step)
+    model.test_step = with_rank1_outputs(model.test_step)
+    model._multiworker_fit_enabled = True
+    return model
 
 
 def shard_options(dataset, distribution: Distribution):

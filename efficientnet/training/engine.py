@@ -118,6 +118,7 @@ def build_classifier(
     The input size is free (``(None, None, 3)``) so training may change it.
     """
     from ..builder import EfficientNet, add_head
+    from ..remat import RematModel
 
     rec = recipe or get_recipe("finetune")
     variant = get_variant(model) if isinstance(model, str) else model
@@ -136,7 +137,7 @@ def build_classifier(
         dropout_rate=dropout,
         classifier_activation="softmax",
     )
-    net = keras.Model(backbone.inputs, outputs, name=variant.name)
+    net = (RematModel if rec.remat else keras.Model)(backbone.inputs, outputs, name=variant.name)
     head = net.get_layer("predictions")
     head.kernel.assign(np.zeros(tuple(head.kernel.shape), keras.backend.standardize_dtype(head.kernel.dtype)))
     return net
@@ -384,7 +385,7 @@ def train(
                 f"The validation classes {list(val_source.class_names)} differ from the training classes {list(names)}."
             )
 
-    from .distribute import resolve_strategy, set_synchronized_bn, shard_options
+    from .distribute import enable_keras_fit_on_multiworker, resolve_strategy, set_synchronized_bn, shard_options
 
     dist = resolve_strategy(strategy)
     dist.per_replica_batch(batch_size)
@@ -422,6 +423,7 @@ def train(
             default_size = rec.train_size or side or 224
         else:
             raise TypeError(f"model must be a variant name or a keras.Model, got {type(model).__name__}.")
+        enable_keras_fit_on_multiworker(net)  # Keras 3.15's fit under MultiWorkerMirroredStrategy
         outputs = _num_outputs(net)
         if outputs != len(names):
             raise data_lib.DatasetError(

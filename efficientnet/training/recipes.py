@@ -70,6 +70,8 @@ class Recipe:
             inference mode) before the whole network.
         freeze_bn: keep BatchNormalization frozen (inference mode) throughout, when starting
             from pretrained weights.
+        remat: recompute each block in the backward pass (:class:`efficientnet.remat.RematModel`):
+            about half the activation memory for about a third more step time.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Recipe:
     weights: str | None = None
     freeze_epochs: int = 0
     freeze_bn: bool = False
+    remat: bool = False
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
