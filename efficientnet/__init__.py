@@ -47,6 +47,7 @@ from .models import (
     EfficientNetV2XL,
 )
 from .preprocessing import center_crop_and_resize, decode_predictions, preprocess_input
+from .registry import ModelInfo, create_model, get_model_info, list_models
 from .weights import LoadReport, WeightsError, load_weights, save_weights
 from .xception import AlignedXception, Xception41, Xception65, Xception71
 
@@ -83,6 +84,7 @@ __all__ = [
     "EfficientNetV2S",
     "EfficientNetV2XL",
     "LoadReport",
+    "ModelInfo",
     "Variant",
     "WeightsError",
     "AlignedXception",
@@ -91,11 +93,14 @@ __all__ = [
     "Xception71",
     "__version__",
     "center_crop_and_resize",
+    "create_model",
     "decode_predictions",
     "endpoint_names",
     "endpoints",
     "feature_extractor",
+    "get_model_info",
     "get_variant",
+    "list_models",
     "load_weights",
     "optimize_for_inference",
     "preprocess_input",

@@ -36,7 +36,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         variant = config.get_variant(args.model)
         model = builder.EfficientNet(variant, weights=args.weights, input_shape=None)
-        size = variant.resolution
+        size = variant.default_size
     paths = args.images or [sample_image_path()]
     for path in paths:
         image = center_crop_and_resize(load_image(path), size).astype("float32")
@@ -60,16 +60,15 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .config import VARIANTS
-    from .models import constructor_name
-    from .weights.registry import available_weights
-    from .xception import XCEPTION_BLOCKS
+    from .registry import list_models
 
-    for variant in VARIANTS.values():
-        sets = ", ".join(available_weights(variant.name)) or "-"
-        print(f"{constructor_name(variant):<20s} {variant.resolution:>4d}px  weights: {sets}")
-    for name in XCEPTION_BLOCKS:
-        print(f"{'Xception' + name.removeprefix('xception'):<20s}  299px  weights: - (convert timm's)")
+    print(f"{'model':<20s} {'constructor':<20s} {'size':>5s} {'train':>5s} {'crop':>6s} {'params':>13s}  weights")
+    for info in list_models(args.family, pretrained=args.pretrained):
+        sets = ", ".join(info.weights) or "-"
+        print(
+            f"{info.name:<20s} {info.constructor_name:<20s} {info.default_size:>5d} {info.train_size:>5d} "
+            f"{info.crop:>6.3f} {info.params:>13,d}  {sets}"
+        )
     return 0
 
 
@@ -107,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_convert)
 
-    sub.add_parser("list", help="list variants and their registered weights").set_defaults(func=_list)
+    ls = sub.add_parser("list", help="list the models: sizes, crop, parameters and registered weights")
+    ls.add_argument("--family", choices=("v1", "lite", "v2", "xception"), default=None)
+    ls.add_argument("--pretrained", action="store_true", help="only models with registered weights")
+    ls.set_defaults(func=_list)
 
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -30,6 +30,12 @@ __all__ = [
     "round_filters",
     "round_repeats",
     "scaled_blocks",
+    "residual_connection",
+    "XceptionBlock",
+    "XCEPTION_BLOCKS",
+    "FAMILIES",
+    "model_family",
+    "normalise_name",
 ]
 
 
@@ -48,6 +54,16 @@ class BlockArgs(NamedTuple):
     se_ratio: float = 0.0
     id_skip: bool = True
     fused: bool = False
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether the block adds its input to its output (see :func:`residual_connection`)."""
+        return residual_connection(self.id_skip, self.strides, self.filters_in, self.filters_out)
+
+
+def residual_connection(id_skip: bool, strides: int, filters_in: int, filters_out: int) -> bool:
+    """The one residual rule of MBConv and Fused-MBConv: an identity skip when shapes allow it."""
+    return bool(id_skip) and strides == 1 and filters_in == filters_out
 
 
 _BLOCK_RE = re.compile(r"^(?P<key>[a-z]+)(?P<value>[0-9.]*)$")
@@ -182,7 +198,8 @@ class Variant:
         name: the model name, as keras.applications spells it (``efficientnetb0``).
         family: ``"v1"``, ``"lite"`` or ``"v2"``.
         width, depth: the compound-scaling coefficients.
-        resolution: the input size the weights were evaluated at.
+        default_size: the input size the weights were evaluated at (keras.applications'
+            ``default_size``; ``resolution`` is an alias).
         dropout: dropout before the classifier.
         blocks: the unscaled block table.
         activation: the activation of every conv (``swish`` or ``relu6``).
@@ -200,7 +217,7 @@ class Variant:
     family: str
     width: float
     depth: float
-    resolution: int
+    default_size: int
     dropout: float
     blocks: tuple[BlockArgs, ...]
     activation: str = "swish"
@@ -227,6 +244,11 @@ class Variant:
         if self.fix_first_last_repeats and stage in (0, last):
             return repeats
         return round_repeats(repeats, self.depth)
+
+    @property
+    def resolution(self) -> int:
+        """The former name of :attr:`default_size`."""
+        return self.default_size
 
     @property
     def num_blocks(self) -> int:
@@ -289,7 +311,7 @@ def _v1(name: str, width: float, depth: float, resolution: int, dropout: float) 
         family="v1",
         width=width,
         depth=depth,
-        resolution=resolution,
+        default_size=resolution,
         dropout=dropout,
         blocks=DEFAULT_BLOCKS_ARGS,
         official_name=f"efficientnet-{name}",
@@ -302,7 +324,7 @@ def _lite(n: int, width: float, depth: float, resolution: int, dropout: float) -
         family="lite",
         width=width,
         depth=depth,
-        resolution=resolution,
+        default_size=resolution,
         dropout=dropout,
         blocks=LITE_BLOCKS_ARGS,
         activation="relu6",
@@ -319,7 +341,7 @@ def _v2(name: str, table: str, width: float, depth: float, resolution: int, drop
         family="v2",
         width=width,
         depth=depth,
-        resolution=resolution,
+        default_size=resolution,
         dropout=dropout,
         blocks=V2_BLOCKS_ARGS[table],
         stem_filters=V2_BLOCKS_ARGS[table][0].filters_in,
@@ -362,16 +384,70 @@ VARIANTS: Mapping[str, Variant] = MappingProxyType(
 )
 
 
-def _normalise_name(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """``"EfficientNet-B3"`` → ``"efficientnetb3"``: lower case, letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def get_variant(name: str) -> Variant:
     """Looks up a variant by any common spelling (``B3``, ``efficientnet-b3``, ``efficientnetv2_s``)."""
-    key = _normalise_name(name)
+    key = normalise_name(name)
     for variant in VARIANTS.values():
-        canonical = _normalise_name(variant.name)
+        canonical = normalise_name(variant.name)
         if key in (canonical, canonical.replace("efficientnet", "")):
             return variant
     known = ", ".join(VARIANTS)
     raise ValueError(f"Unknown EfficientNet variant {name!r}. Known variants: {known}.")
+
+
+# DeepLab's aligned Xception (tensorflow/models research/deeplab/core/xception.py).
+class XceptionBlock(NamedTuple):
+    """One DeepLab Xception block: ``units`` identical units of three separable convs."""
+
+    flow: str  # entry_flow, middle_flow, exit_flow
+    index: int  # block number inside the flow
+    depths: tuple[int, int, int]
+    skip: str  # "conv", "sum" or "none"
+    stride: int
+    units: int = 1
+    activation_in_separable: bool = False  # exit flow block 2: BN+ReLU after every conv
+
+
+def _entry(*specs: tuple[int, int]) -> list[XceptionBlock]:
+    return [XceptionBlock("entry_flow", i + 1, (d, d, d), "conv", s) for i, (d, s) in enumerate(specs)]
+
+
+def _table(entry: list[XceptionBlock], middle_units: int) -> tuple[XceptionBlock, ...]:
+    return (
+        *entry,
+        XceptionBlock("middle_flow", 1, (728, 728, 728), "sum", 1, units=middle_units),
+        XceptionBlock("exit_flow", 1, (728, 1024, 1024), "conv", 2),
+        XceptionBlock("exit_flow", 2, (1536, 1536, 2048), "none", 1, activation_in_separable=True),
+    )
+
+
+XCEPTION_BLOCKS: Mapping[str, tuple[XceptionBlock, ...]] = MappingProxyType(
+    {
+        "xception41": _table(_entry((128, 2), (256, 2), (728, 2)), 8),
+        "xception65": _table(_entry((128, 2), (256, 2), (728, 2)), 16),
+        "xception71": _table(_entry((128, 2), (256, 1), (256, 2), (728, 1), (728, 2)), 16),
+    }
+)
+
+
+FAMILIES = ("v1", "lite", "v2", "xception")
+
+
+def model_family(name: str) -> str:
+    """The family of a model name (``"v1"``, ``"lite"``, ``"v2"`` or ``"xception"``), any common spelling.
+
+    Raises a ValueError naming every known model for an unknown name.
+    """
+    key = normalise_name(name)
+    if key in XCEPTION_BLOCKS:
+        return "xception"
+    try:
+        return get_variant(name).family
+    except ValueError:
+        known = ", ".join([*VARIANTS, *XCEPTION_BLOCKS])
+        raise ValueError(f"Unknown EfficientNet variant or model {name!r}. Known models: {known}.") from None

@@ -200,7 +200,7 @@ def _v2_dwconv_names(variant: Variant, names: dict[str, str]) -> dict[str, str]:
 
 def timm_xception_names(variant: str) -> dict[str, str]:
     """timm's ``xception41/65/71`` (a port of DeepLab's aligned Xception) → our layer names."""
-    from .xception import XCEPTION_BLOCKS
+    from .config import XCEPTION_BLOCKS
 
     names = {"predictions": "head.fc"}
     for k, keras_name in enumerate(("entry_flow_conv1_1", "entry_flow_conv1_2")):
@@ -395,8 +395,8 @@ def convert_state_dict(
         with the classifier when the state dict has one.
     """
     tensors = {k: _to_numpy(v) for k, v in state_dict.items()}
-    if isinstance(variant, str) and variant.lower().startswith("xception"):
-        return _convert_xception(tensors, variant.lower(), progress, **model_kwargs)
+    if isinstance(variant, str) and config.model_family(variant) == "xception":
+        return _convert_xception(tensors, config.normalise_name(variant), progress, **model_kwargs)
     variant = config.get_variant(variant) if isinstance(variant, str) else variant
     if layout is not None and layout not in LAYOUTS:
         raise ConversionError(f"Unknown layout {layout!r}; choose one of {sorted(LAYOUTS)} (or None to detect it).")
@@ -410,7 +410,8 @@ def convert_state_dict(
 
 
 def _convert_xception(tensors, variant: str, progress: bool, **model_kwargs) -> keras.Model:
-    from .xception import XCEPTION_BLOCKS, AlignedXception
+    from .config import XCEPTION_BLOCKS
+    from .xception import AlignedXception
 
     if variant not in XCEPTION_BLOCKS:
         raise ConversionError(f"Unknown Xception variant {variant!r}; choose one of {sorted(XCEPTION_BLOCKS)}.")

@@ -23,20 +23,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import keras
 
 from . import config
-from .config import BlockArgs, Variant
+from .config import XCEPTION_BLOCKS, BlockArgs, Variant
 
-__all__ = ["STRIDES", "endpoint_names", "endpoints", "feature_extractor", "known_tables"]
+__all__ = ["STRIDES", "FeatureInfo", "endpoint_names", "endpoints", "feature_extractor", "feature_info", "known_tables"]
 
 STRIDES = (2, 4, 8, 16, 32)
 
 
 def _block_output(prefix: str, block: BlockArgs) -> str:
     """The name of the last layer of a block."""
-    if block.id_skip and block.strides == 1 and block.filters_in == block.filters_out:
+    if block.has_residual:
         return f"{prefix}add"
     if block.fused and block.expand_ratio == 1:
         return f"{prefix}project_activation"
@@ -56,8 +57,6 @@ def _efficientnet_names(variant: Variant) -> dict[int, str]:
 
 
 def _xception_names(variant: str) -> dict[int, str]:
-    from .xception import XCEPTION_BLOCKS
-
     names, stride = {}, 2
     for block in XCEPTION_BLOCKS[variant]:
         for unit in range(block.units):
@@ -76,8 +75,6 @@ def known_tables() -> dict[str, dict[int, str]]:
 
 @lru_cache(maxsize=1)
 def _known_tables() -> dict[str, dict[int, str]]:
-    from .xception import XCEPTION_BLOCKS
-
     tables = {name: _efficientnet_names(v) for name, v in config.VARIANTS.items()}
     tables.update({name: _xception_names(name) for name in XCEPTION_BLOCKS})
     return tables
@@ -85,13 +82,35 @@ def _known_tables() -> dict[str, dict[int, str]]:
 
 def endpoint_names(variant: str | Variant) -> dict[int, str]:
     """stride → layer name for a variant (``"b0"``, ``"efficientnetv2-s"``, ``"xception65"``, a Variant)."""
-    if isinstance(variant, str) and variant.lower().startswith("xception"):
-        return _xception_names(variant.lower())
+    if isinstance(variant, str) and config.model_family(variant) == "xception":
+        return _xception_names(config.normalise_name(variant))
     variant = config.get_variant(variant) if isinstance(variant, str) else variant
     return _efficientnet_names(variant)
 
 
+class FeatureInfo(NamedTuple):
+    """One endpoint of a built model: its stride, channels and the layer whose output it is."""
+
+    stride: int
+    channels: int
+    layer: str
+
+
+def feature_info(model: keras.Model, table: Mapping[int, str]) -> tuple[FeatureInfo, ...]:
+    """The endpoints of a model being built, from its own block table; the builders record them as
+    ``model.feature_info``. A dilated model keeps every name (its features past the output
+    stride have the output stride; :func:`feature_extractor` refuses them)."""
+    channel_axis = -1 if keras.config.image_data_format() == "channels_last" else 1
+    return tuple(
+        FeatureInfo(stride, int(model.get_layer(name).output.shape[channel_axis]), name)
+        for stride, name in sorted(table.items())
+    )
+
+
 def _table_for(model: keras.Model) -> dict[int, str]:
+    recorded = getattr(model, "feature_info", None)
+    if recorded:
+        return {i.stride: i.layer for i in recorded}
     names = {layer.name for layer in model.layers}
     tables = known_tables()
     if model.name in tables and set(tables[model.name].values()) <= names:
@@ -137,17 +156,20 @@ def _real_stride(model: keras.Model, names: Mapping[int, str]) -> dict[int, int]
 
 def feature_extractor(
     model: keras.Model,
-    strides: Sequence[int] = (4, 8, 16, 32),
+    out_strides: Sequence[int] = (4, 8, 16, 32),
     layer_names: Mapping[int, str] | None = None,
     name: str | None = None,
+    *,
+    strides: Sequence[int] | None = None,
 ) -> keras.Model:
-    """A multi-output model returning ``model``'s features at ``strides`` (shallowest first).
+    """A multi-output model returning ``model``'s features at ``out_strides`` (shallowest first).
 
     Args:
         model: a model of this library (any family, include_top either way), or any
             model with ``layer_names`` given.
-        strides: a subset of 2, 4, 8, 16, 32.
+        out_strides: a subset of 2, 4, 8, 16, 32 (the name ``features_only`` uses).
         layer_names: overrides the endpoint table.
+        strides: the former name of ``out_strides``, still accepted.
 
     Raises:
         ValueError: a stride the model does not have (e.g. 32 with ``output_stride=16``).
@@ -157,6 +179,11 @@ def feature_extractor(
             f"feature_extractor needs a keras.Model, got {type(model).__name__}; build one first, e.g. "
             "efficientnet.EfficientNetB0(include_top=False, weights=None), or use features_only=True."
         )
+    if strides is not None:
+        if out_strides != (4, 8, 16, 32) and list(out_strides) != list(strides):
+            raise ValueError(f"Pass out_strides or its old name strides, not both ({out_strides!r}, {strides!r}).")
+        out_strides = strides
+    strides = out_strides
     if isinstance(strides, (str, bytes)) or not hasattr(strides, "__iter__"):
         raise TypeError(f"strides must be a sequence of strides such as (4, 8, 16, 32), got {strides!r}.")
     strides = list(strides)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from .config import residual_connection
+
 __all__ = [
     "CONV_KERNEL_INITIALIZER",
     "DENSE_KERNEL_INITIALIZER",
@@ -271,7 +273,7 @@ def mbconv_block(
             "pwbn": f"{prefix}project_bn",
         },
     )
-    if id_skip and strides == 1 and filters_in == filters_out:
+    if residual_connection(id_skip, strides, filters_in, filters_out):
         x = _residual(x, inputs, drop_rate, prefix)
     return x
 
@@ -328,6 +330,6 @@ def fused_mbconv_block(
             bn_name=f"{prefix}project_bn",
             act_name=f"{prefix}project_activation",
         )
-    if id_skip and strides == 1 and filters_in == filters_out:
+    if residual_connection(id_skip, strides, filters_in, filters_out):
         x = _residual(x, inputs, drop_rate, prefix)
     return x

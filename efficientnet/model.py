@@ -93,14 +93,15 @@ def EfficientNet(
 def _variant_for(model_name: str, width: float, depth: float, resolution: int, dropout: float) -> Variant:
     """The registered variant with these coefficients (so its weights resolve), else a custom one."""
     for variant in VARIANTS.values():
-        if variant.family == "v1" and (variant.width, variant.depth, variant.resolution) == (width, depth, resolution):
+        coefficients = (variant.width, variant.depth, variant.default_size)
+        if variant.family == "v1" and coefficients == (width, depth, resolution):
             return dataclasses.replace(variant, dropout=dropout)
     return Variant(
         name=model_name,
         family="v1",
         width=width,
         depth=depth,
-        resolution=resolution,
+        default_size=resolution,
         dropout=dropout,
         blocks=DEFAULT_BLOCKS_ARGS,
     )

@@ -1,14 +1,20 @@
-"""One constructor per variant, generated from :data:`efficientnet.config.VARIANTS`.
+"""One constructor per variant of :data:`efficientnet.config.VARIANTS`.
 
 ``EfficientNetB0`` … ``EfficientNetB8``, ``EfficientNetL2``,
 ``EfficientNetLite0`` … ``Lite4`` and ``EfficientNetV2B0`` … ``EfficientNetV2XL``
-are thin wrappers over :func:`efficientnet.builder.EfficientNet` with
-keras.applications' signature.
+are written out (so that editors, ``help()`` and static tools see them) as thin
+calls of :func:`efficientnet.builder.EfficientNet` with keras.applications'
+signature; their docstrings are filled in from the variant table, and a test
+checks that constructors and table agree.
 """
 
 from __future__ import annotations
 
-from .builder import EfficientNet, make_constructor
+from collections.abc import Callable, Sequence
+
+import keras
+
+from .builder import EfficientNet
 from .config import VARIANTS, Variant
 from .weights.registry import available_weights
 
@@ -93,7 +99,7 @@ def _doc(variant: Variant) -> str:
         family=_FAMILY_TEXT[variant.family],
         width=variant.width,
         depth=variant.depth,
-        res=variant.resolution,
+        res=variant.default_size,
         dropout=variant.dropout,
         blocks=variant.num_blocks,
         stem=variant.round_filters(variant.stem_filters, fixed=variant.fix_stem_head),
@@ -103,8 +109,614 @@ def _doc(variant: Variant) -> str:
     )
 
 
-for _variant in VARIANTS.values():
-    globals()[constructor_name(_variant)] = make_constructor(
-        EfficientNet, _variant, constructor_name(_variant), _doc(_variant), __name__
+def _documented(variant_name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
+    """Fills a constructor's docstring with its variant's figures."""
+
+    def decorate(constructor: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        constructor.__doc__ = _doc(VARIANTS[variant_name])
+        constructor.variant = variant_name
+        return constructor
+
+    return decorate
+
+
+Shape = Sequence[int | None] | None
+Activation = str | Callable | None
+
+
+@_documented("efficientnetb0")
+def EfficientNetB0(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb0",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
-del _variant
+
+
+@_documented("efficientnetb1")
+def EfficientNetB1(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb1",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb2")
+def EfficientNetB2(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb2",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb3")
+def EfficientNetB3(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb3",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb4")
+def EfficientNetB4(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb4",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb5")
+def EfficientNetB5(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb5",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb6")
+def EfficientNetB6(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb6",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb7")
+def EfficientNetB7(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb7",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetb8")
+def EfficientNetB8(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetb8",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetl2")
+def EfficientNetL2(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetl2",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetlite0")
+def EfficientNetLite0(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetlite0",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetlite1")
+def EfficientNetLite1(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetlite1",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetlite2")
+def EfficientNetLite2(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetlite2",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetlite3")
+def EfficientNetLite3(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetlite3",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetlite4")
+def EfficientNetLite4(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetlite4",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-b0")
+def EfficientNetV2B0(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-b0",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-b1")
+def EfficientNetV2B1(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-b1",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-b2")
+def EfficientNetV2B2(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-b2",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-b3")
+def EfficientNetV2B3(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-b3",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-s")
+def EfficientNetV2S(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-s",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-m")
+def EfficientNetV2M(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-m",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-l")
+def EfficientNetV2L(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-l",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("efficientnetv2-xl")
+def EfficientNetV2XL(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape: Shape = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return EfficientNet(
+        "efficientnetv2-xl",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )

@@ -34,15 +34,9 @@ def build_backbone(
         return backbone
     if not isinstance(backbone, str):
         raise ValueError(f"backbone must be a variant name or a keras.Model, got {backbone!r}.")
-    if backbone.lower().startswith("xception"):
-        from .xception import AlignedXception
+    from .registry import create_model
 
-        return AlignedXception(
-            backbone.lower(), include_top=False, weights=weights, input_shape=input_shape, output_stride=output_stride
-        )
-    from .builder import EfficientNet
-
-    return EfficientNet(
+    return create_model(
         backbone, include_top=False, weights=weights, input_shape=input_shape, output_stride=output_stride
     )
 
@@ -88,15 +82,17 @@ def _classifier(x, classes: int, activation, name: str):
 def DeepLabV3Plus(
     backbone: str | keras.Model = "efficientnetb3",
     classes: int = 21,
-    output_stride: int = 16,
+    *,
     input_shape: Sequence[int] = (512, 512, 3),
     backbone_weights: str | None = None,
+    output_stride: int = 16,
     activation: str | Callable | None = "softmax",
-    aspp_filters: int = 256,
     decoder_filters: int = 256,
+    aspp_filters: int = 256,
     low_level_filters: int = 48,
     dropout_rate: float = 0.1,
     bn_momentum: float = 0.99,
+    bn_epsilon: float = 1e-5,
     name: str = "deeplabv3plus",
 ) -> keras.Model:
     """DeepLabV3+ (Chen et al., ECCV 2018) on a backbone of this library.
@@ -115,8 +111,12 @@ def DeepLabV3Plus(
         output_stride: 16 or 8 (32 works too, with rates (3, 6, 9)).
         input_shape: static, divisible by ``output_stride``.
         backbone_weights: weights for a backbone given by name.
-        bn_momentum: of the head's BNs (DeepLab trains 30k+ steps with 0.9997; Keras'
-            0.99 suits short fine-tuning).
+        activation: of the final layer (``None``: logits).
+        decoder_filters: channels of the decoder's separable convs.
+        bn_momentum, bn_epsilon: of the head's BNs (DeepLab trains 30k+ steps with momentum
+            0.9997; Keras' 0.99 suits short fine-tuning; DeepLab's epsilon 1e-5).
+
+    Every argument after ``classes`` is keyword-only, with the same meaning in :func:`Unet`.
 
     Returns:
         A model mapping ``(batch, H, W, 3)`` raw pixels to ``(batch, H, W, classes)``.
@@ -133,7 +133,7 @@ def DeepLabV3Plus(
         input_shape = tuple(backbone.inputs[0].shape[1:])
     height, _ = _static_size(input_shape, max(output_stride, 4))
     base = build_backbone(backbone, input_shape, backbone_weights, output_stride)
-    features = feature_extractor(base, strides=(4,), name=f"{name}_low_level")
+    features = feature_extractor(base, out_strides=(4,), name=f"{name}_low_level")
     low = features.outputs[0]
     high = base.outputs[0]
     if high.shape[1] * output_stride != height:
@@ -141,7 +141,7 @@ def DeepLabV3Plus(
             f"The backbone's output stride is {height // high.shape[1]}, not {output_stride}; build it with "
             f"output_stride={output_stride}."
         )
-    options = BlockOptions(activation="relu", bn_momentum=bn_momentum, bn_epsilon=1e-5)
+    options = BlockOptions(activation="relu", bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
     branches = [conv_bn(high, aspp_filters, 1, options, conv_name="aspp0", bn_name="aspp0_bn", act_name="aspp0_relu")]
     for i, rate in enumerate(_ASPP_RATES[output_stride], start=1):
         branches.append(_sepconv(high, aspp_filters, rate, options, f"aspp{i}"))
@@ -195,10 +195,13 @@ def _sepconv(x, filters: int, rate: int, options: BlockOptions, name: str):
 def Unet(
     backbone: str | keras.Model = "efficientnetb0",
     classes: int = 1,
+    *,
     input_shape: Sequence[int] = (256, 256, 3),
     backbone_weights: str | None = None,
-    decoder_filters: Sequence[int] = (256, 128, 64, 32, 16),
     activation: str | Callable | None = "sigmoid",
+    decoder_filters: Sequence[int] = (256, 128, 64, 32, 16),
+    bn_momentum: float = 0.99,
+    bn_epsilon: float = 1e-3,
     name: str = "unet",
 ) -> keras.Model:
     """U-Net (Ronneberger et al., 2015) with a backbone of this library as encoder.
@@ -206,7 +209,9 @@ def Unet(
     The decoder starts from the stride-32 features and, per stage, upsamples ×2,
     concatenates the endpoint at the new stride (16, 8, 4, 2; none at 1) and
     applies two 3×3 conv-BN-ReLU of ``decoder_filters[i]`` channels, as
-    segmentation_models' U-Net does.
+    segmentation_models' U-Net does. Arguments after ``classes`` are keyword-only and
+    mean what they mean in :func:`DeepLabV3Plus` (``decoder_filters`` here: one per stage;
+    BN as segmentation_models: momentum 0.99, epsilon 1e-3).
 
     Returns:
         A model mapping ``(batch, H, W, 3)`` raw pixels to ``(batch, H, W, classes)``.
@@ -223,10 +228,10 @@ def Unet(
         input_shape = tuple(backbone.inputs[0].shape[1:])
     _static_size(input_shape, 32)
     base = build_backbone(backbone, input_shape, backbone_weights)
-    features = feature_extractor(base, strides=(2, 4, 8, 16, 32), name=f"{name}_encoder")
+    features = feature_extractor(base, out_strides=(2, 4, 8, 16, 32), name=f"{name}_encoder")
     skips = list(features.outputs[:-1])[::-1]  # strides 16, 8, 4, 2
     x = features.outputs[-1]
-    options = BlockOptions(activation="relu", bn_momentum=0.99, bn_epsilon=1e-3)
+    options = BlockOptions(activation="relu", bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
     for i, filters in enumerate(decoder_filters):
         stage = f"decoder_stage{i}"
         x = layers.UpSampling2D(size=2, name=f"{stage}_upsample")(x)

@@ -10,20 +10,21 @@ scopes: ``entry_flow_block1_unit1_sepconv1_depthwise``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import keras
 from keras import layers
 
-from .builder import add_head, check_remat, make_constructor, resolve_input, validate_common_arguments
+from .applications import Atrous, add_head, check_remat, resolve_input, validate_common_arguments
+from .config import XCEPTION_BLOCKS, XceptionBlock
+from .features import endpoint_names, feature_extractor, feature_info
 from .layers import BlockOptions, conv_bn, deeplab_separable_names, separable_conv_bn
 from .remat import RematModel
 
 __all__ = [
     "XceptionBlock",
-    "XCEPTION_BLOCKS",
+    "XCEPTION_BLOCKS",  # re-exported from efficientnet.config
     "AlignedXception",
     "Xception41",
     "Xception65",
@@ -31,40 +32,7 @@ __all__ = [
 ]
 
 
-class XceptionBlock(NamedTuple):
-    """One DeepLab Xception block: ``units`` identical units of three separable convs."""
-
-    flow: str  # entry_flow, middle_flow, exit_flow
-    index: int  # block number inside the flow
-    depths: tuple[int, int, int]
-    skip: str  # "conv", "sum" or "none"
-    stride: int
-    units: int = 1
-    activation_in_separable: bool = False  # exit flow block 2: BN+ReLU after every conv
-
-
-def _entry(*specs: tuple[int, int]) -> list[XceptionBlock]:
-    return [XceptionBlock("entry_flow", i + 1, (d, d, d), "conv", s) for i, (d, s) in enumerate(specs)]
-
-
-def _table(entry: list[XceptionBlock], middle_units: int) -> tuple[XceptionBlock, ...]:
-    return (
-        *entry,
-        XceptionBlock("middle_flow", 1, (728, 728, 728), "sum", 1, units=middle_units),
-        XceptionBlock("exit_flow", 1, (728, 1024, 1024), "conv", 2),
-        XceptionBlock("exit_flow", 2, (1536, 1536, 2048), "none", 1, activation_in_separable=True),
-    )
-
-
-XCEPTION_BLOCKS: Mapping[str, tuple[XceptionBlock, ...]] = MappingProxyType(
-    {
-        "xception41": _table(_entry((128, 2), (256, 2), (728, 2)), 8),
-        "xception65": _table(_entry((128, 2), (256, 2), (728, 2)), 16),
-        "xception71": _table(_entry((128, 2), (256, 1), (256, 2), (728, 1), (728, 2)), 16),
-    }
-)
 DEFAULT_SIZE = 299
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 def _unit(x, block: XceptionBlock, prefix: str, options: BlockOptions, stride: int, rates: Sequence[int]):
@@ -139,8 +107,7 @@ def AlignedXception(
         include_top, pooling = False, None
     if variant not in XCEPTION_BLOCKS:
         raise ValueError(f"Unknown Xception variant {variant!r}; choose one of {sorted(XCEPTION_BLOCKS)}.")
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}.")
+    atrous = Atrous(output_stride, stride=2)  # the root's first conv has stride 2
     if len(multi_grid) != 3 or any(int(r) < 1 for r in multi_grid):
         raise ValueError(f"multi_grid must be three positive rates, got {multi_grid!r}.")
     check_remat(remat)
@@ -186,16 +153,10 @@ def AlignedXception(
         bn_name="entry_flow_conv1_2_bn",
         act_name="entry_flow_conv1_2_relu",
     )
-    current_stride, rate = 2, 1
     blocks = XCEPTION_BLOCKS[variant]
     for block in blocks:
         for unit in range(block.units):
-            stride, unit_rate = block.stride, rate
-            if stride > 1 and current_stride * stride > output_stride:
-                rate *= stride
-                stride = 1
-            elif stride > 1:
-                current_stride *= stride
+            stride, unit_rate = atrous.step(block.stride)
             last = block is blocks[-1]
             rates = [unit_rate * int(m) for m in multi_grid] if last else [unit_rate] * 3
             x = _unit(x, block, f"{block.flow}_block{block.index}_unit{unit + 1}", options, stride, rates)
@@ -208,13 +169,12 @@ def AlignedXception(
         classifier_activation=classifier_activation,
     )
     model = (RematModel if remat else keras.Model)(inputs, x, name=name or variant)
+    model.feature_info = feature_info(model, endpoint_names(variant))
     if weights is not None:
         from .weights import load_weights
 
         load_weights(model, weights, by_name="auto")
     if features_only:
-        from .features import feature_extractor
-
         features = feature_extractor(model, out_strides)
         return RematModel(features.inputs, features.outputs, name=features.name) if remat else features
     return model
@@ -233,11 +193,88 @@ Arguments as :func:`AlignedXception` (``output_stride``, ``multi_grid``, ``featu
 """
 
 
-def _make(variant: str) -> Callable[..., keras.Model]:
-    name = f"Xception{variant.removeprefix('xception')}"
-    return make_constructor(AlignedXception, variant, name, _doc(variant), __name__, default_weights=None)
+def _documented(variant: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
+    def decorate(constructor: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        constructor.__doc__ = _doc(variant)
+        constructor.variant = variant
+        return constructor
+
+    return decorate
 
 
-Xception41 = _make("xception41")
-Xception65 = _make("xception65")
-Xception71 = _make("xception71")
+@_documented("xception41")
+def Xception41(
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor=None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable | None = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return AlignedXception(
+        "xception41",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("xception65")
+def Xception65(
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor=None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable | None = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return AlignedXception(
+        "xception65",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )
+
+
+@_documented("xception71")
+def Xception71(
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor=None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable | None = "softmax",
+    name: str | None = None,
+    **kwargs,
+) -> keras.Model:
+    return AlignedXception(
+        "xception71",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
+    )

@@ -2,6 +2,7 @@
 
 import pytest
 
+import efficientnet
 from efficientnet import config
 from efficientnet.config import BlockArgs, decode_block_string, encode_block_string, get_variant, round_filters
 
@@ -68,3 +69,10 @@ def test_lite_keeps_first_and_last_repeats():
     stages = [prefix[5] for prefix, _ in blocks]
     assert stages.count("1") == 1 and stages.count("7") == 1
     assert stages.count("2") == 4  # ceil(2 * 1.8)
+
+
+def test_default_size_is_the_one_name_and_resolution_its_alias():
+    variant = config.get_variant("b3")
+    assert variant.default_size == variant.resolution == 300
+    model = efficientnet.EfficientNet("b0", weights=None, default_size=96)
+    assert model.input_shape == (None, 96, 96, 3)

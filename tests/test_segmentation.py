@@ -157,3 +157,24 @@ def test_segmentation_models_1_0_1_runs_on_this_package():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(" ok") == 4
+
+
+def test_heads_share_keyword_only_arguments_with_one_meaning():
+    import inspect
+
+    shared = ["input_shape", "backbone_weights", "activation", "decoder_filters", "bn_momentum", "bn_epsilon", "name"]
+    for head in (DeepLabV3Plus, Unet):
+        params = inspect.signature(head).parameters
+        assert list(params)[:2] == ["backbone", "classes"]
+        assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
+        assert set(shared) <= set(params)
+    with pytest.raises(TypeError):
+        DeepLabV3Plus("efficientnetb0", 3, 16)  # output_stride is keyword-only
+    unet = Unet("efficientnetb0", classes=2, input_shape=SHAPE, bn_momentum=0.9, bn_epsilon=1e-4, activation=None)
+    bn = unet.get_layer("decoder_stage0a_bn")
+    assert (bn.momentum, bn.epsilon) == (0.9, 1e-4)
+    deeplab = DeepLabV3Plus("efficientnetb0", classes=2, input_shape=SHAPE, bn_epsilon=1e-3, bn_momentum=0.95)
+    head_bns = [layer for layer in deeplab.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {(b.momentum, b.epsilon) for b in head_bns if not b.name.startswith(("block", "stem", "top"))} == {
+        (0.95, 1e-3)
+    }

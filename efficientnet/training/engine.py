@@ -415,7 +415,7 @@ def train(
             start = rec.weights if weights is _DEFAULT else weights
             pretrained = start is not None
             net = build_classifier(variant, len(names), weights=start, recipe=rec)
-            default_size = rec.train_size or variant.resolution
+            default_size = rec.train_size or variant.default_size
         elif isinstance(model, keras.Model):
             net = model
             pretrained = weights is not _DEFAULT and weights is not None
