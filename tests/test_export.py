@@ -11,7 +11,7 @@ from helpers import images, randomize_statistics
 
 import efficientnet
 from efficientnet import export as export_lib
-from efficientnet.export import FORMATS, add_export_parser, export_model
+from efficientnet.export import FORMATS, add_export_parser, export_model, simplify_onnx
 from efficientnet.preprocessing import center_crop_and_resize, load_image, sample_image_path
 from efficientnet.segmentation import DeepLabV3Plus
 
@@ -161,6 +161,233 @@ def test_v2_b0(v2b0, fmt, tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_deeplabv3plus(deeplab, fmt, tmp_path):
     export_and_check(deeplab, fmt, tmp_path, images(3, SIZE, seed=5))
+
+
+# -- ONNX graph clean-up ------------------------------------------------------------------------------
+
+
+def test_b0_onnx_graph_is_cleaned_and_matches_keras(b0, tmp_path):
+    """The optimised B0 export: named batch, no no-op Reshape or x*1, full-size mean; values of Keras."""
+    import onnx
+    from onnx import numpy_helper
+
+    x = images(3, SIZE, seed=7)
+    plain = export_model(b0, tmp_path / "plain.onnx", optimize=False)
+    path = export_model(b0, tmp_path / "b0.onnx")
+    model = onnx.load(str(path))
+    graph = model.graph
+    ops = [node.op_type for node in graph.node]
+    assert "Reshape" not in ops and "Identity" not in ops, ops
+    assert ops.count("Conv") == 81 and ops.count("Add") == 9 + 1 + 1  # residuals, the mean, the classifier bias
+    (image,) = graph.input
+    assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == ["batch", SIZE, SIZE, 3]
+    assert graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    # The input is consumed by one Add of the negated ImageNet mean, stored at the image's size.
+    (first,) = [node for node in graph.node if image.name in node.input]
+    assert first.op_type == "Add"
+    (mean,) = [constants[name] for name in first.input if name in constants]
+    assert mean.shape == (1, SIZE, SIZE, 3)
+    np.testing.assert_allclose(mean[0, 5, 7], -np.asarray([0.485, 0.456, 0.406]) * 255, rtol=1e-5)
+    assert not any(
+        node.op_type == "Mul" and any(np.all(constants.get(i, 0) == 1) for i in node.input) for node in graph.node
+    )
+    # Each of the 16 SE gates is resized to its activation's shape, declared with the same batch.
+    resizes = [node for node in graph.node if node.op_type == "Resize"]
+    assert len(resizes) == 16
+    declared = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    consumers = {name: node for node in graph.node for name in node.input}
+    for resize in resizes:
+        assert consumers[resize.output[0]].op_type == "Mul"
+        shape = declared[resize.output[0]]
+        assert shape[0] == "batch" and shape[2:] == list(constants[resize.input[2]][2:]), shape
+    # Values: the cleaned graph against Keras, and against the export without any rewriting.
+    reference = np.asarray(b0(x, training=False))
+    got = Artifact("onnx", path)(x)
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got, Artifact("onnx", plain)(x), rtol=0, atol=1e-4)
+    assert np.abs(reference).max() > 1  # logits: a real comparison
+
+
+def _run(model, feeds):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def test_simplify_onnx_removes_only_what_changes_no_value():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value, dtype="float32"):
+        return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+    nodes = [
+        helper.make_node("Add", ["x", "mean"], ["a"]),  # per-channel constant on the input: expanded
+        helper.make_node("Mul", ["a", "one"], ["b"]),  # x * 1: removed
+        helper.make_node("Reshape", ["b", "same_shape"], ["c"]),  # [-1, 4, 5, 3] on (N, 4, 5, 3): removed
+        helper.make_node("Sub", ["c", "zeros3"], ["d"]),  # x - 0 (per channel): removed
+        helper.make_node("Sub", ["zero", "d"], ["e"]),  # 0 - x: kept
+        helper.make_node("Div", ["one", "e"], ["f"]),  # 1 / x: kept
+        helper.make_node("Mul", ["f", "two"], ["g"]),  # x * 2: kept
+        helper.make_node("Add", ["g", "zeros_big"], ["h"]),  # + zeros of shape (2, 1, 1, 1, 1): broadcasts, kept
+        helper.make_node("Identity", ["h"], ["i"]),  # removed
+        helper.make_node("Reshape", ["i", "flat"], ["j"]),  # a real reshape: kept
+        helper.make_node("Mul", ["j", "one"], ["y"]),  # produces the graph output: kept
+    ]
+    inits = [
+        const("mean", [-1.0, -2.0, -3.0]),
+        const("one", 1.0),
+        const("two", 2.0),
+        const("zero", 0.0),
+        const("zeros3", [0.0, 0.0, 0.0]),
+        const("zeros_big", np.zeros((2, 1, 1, 1, 1))),
+        const("same_shape", [-1, 4, 5, 3], "int64"),
+        const("flat", [0, -1], "int64"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 5, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, "m"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(0).uniform(0.5, 2.0, (2, 4, 5, 3)).astype("float32")
+    before = _run(model, {"x": x})[0]
+
+    simplify_onnx(model)
+    onnx.checker.check_model(model)
+    after = _run(model, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)  # bitwise: every rewrite is exact
+    assert [node.op_type for node in model.graph.node] == ["Add", "Sub", "Div", "Mul", "Add", "Reshape", "Mul"]
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    expanded = constants[model.graph.node[0].input[1]]
+    assert expanded.shape == (1, 4, 5, 3)
+    np.testing.assert_array_equal(expanded[0, 2, 3], [-1.0, -2.0, -3.0])
+    assert "mean" not in constants and "same_shape" not in constants  # unused initializers dropped
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert model.graph.output[0].name == "y"
+
+
+def _se_block_model(reduced: int, extra_output: bool = False):
+    """x (N, 8, 4, 4) -> SE: GAP, 1x1 conv to ``reduced`` channels, swish, 1x1 conv back, sigmoid, gate."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (reduced, 8, 1, 1)).astype("float32"), "w_reduce"),
+        numpy_helper.from_array(rng.normal(0, 0.5, reduced).astype("float32"), "b_reduce"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (8, reduced, 1, 1)).astype("float32"), "w_expand"),
+        numpy_helper.from_array(rng.normal(0, 0.5, 8).astype("float32"), "b_expand"),
+    ]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+        helper.make_node("Conv", ["pooled", "w_reduce", "b_reduce"], ["reduced"], kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["reduced"], ["reduced_sigmoid"]),
+        helper.make_node("Mul", ["reduced", "reduced_sigmoid"], ["reduced_swish"]),
+        helper.make_node("Conv", ["reduced_swish", "w_expand", "b_expand"], ["expanded"], kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["expanded"], ["gate"]),
+        helper.make_node("Mul", ["x", "gate"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, 4, 4])]
+    if extra_output:
+        outputs.append(helper.make_tensor_value_info("reduced_swish", TensorProto.FLOAT, ["n", reduced, 1, 1]))
+    graph = helper.make_graph(
+        nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8, 4, 4])], outputs, inits
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+
+
+def test_simplify_onnx_keeps_squeeze_excitation_in_onnxruntime_layout():
+    import onnx
+    from onnx import numpy_helper
+
+    x = np.random.default_rng(1).normal(0, 1, (3, 8, 4, 4)).astype("float32")
+    model = _se_block_model(reduced=5)
+    before = _run(model, {"x": x})
+    simplify_onnx(model)
+    onnx.checker.check_model(model)
+    after = _run(model, {"x": x})
+    np.testing.assert_allclose(after[0], before[0], rtol=0, atol=1e-6)  # zero channels: summation order only
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    reduce_w, reduce_b, expand_w = (
+        constants[convs[0].input[1]],
+        constants[convs[0].input[2]],
+        constants[convs[1].input[1]],
+    )
+    assert reduce_w.shape == (16, 8, 1, 1) and expand_w.shape == (8, 16, 1, 1)  # 5 -> 16 channels
+    assert not reduce_w[5:].any() and not reduce_b[5:].any() and not expand_w[:, 5:].any()
+    (resize,) = [node for node in model.graph.node if node.op_type == "Resize"]
+    assert resize.input[0] == "gate" and resize.output[0] in model.graph.node[-1].input
+    np.testing.assert_array_equal(constants[resize.input[2]], [1, 1, 4, 4])
+    (declared,) = model.graph.value_info
+    assert [d.dim_param or d.dim_value for d in declared.type.tensor_type.shape.dim] == ["batch", 8, 4, 4]
+    once = model.SerializeToString()
+    simplify_onnx(model)  # idempotent: the resized gate keeps its declaration, nothing is padded twice
+    assert model.SerializeToString() == once
+
+    # Without the option nothing changes; a reduced tensor that is also a graph output is never padded.
+    plain = _se_block_model(reduced=5)
+    simplify_onnx(plain, onnxruntime_layout=False)
+    assert [node.op_type for node in plain.graph.node].count("Resize") == 0
+    exposed = _se_block_model(reduced=5, extra_output=True)
+    expected = _run(exposed, {"x": x})
+    simplify_onnx(exposed)
+    assert numpy_helper.to_array(exposed.graph.initializer[0]).shape == (5, 8, 1, 1)
+    for got, want in zip(_run(exposed, {"x": x}), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_quantize_onnx_collapses_the_gate_resizes(tiny, tmp_path):
+    import onnx
+
+    x = images(4, 32, seed=9)
+    path = export_model(tiny, tmp_path / "tiny.onnx")
+    assert sum(node.op_type == "Resize" for node in onnx.load(str(path)).graph.node) == 1  # the block's SE gate
+    quantized = export_lib.quantize_onnx(path, tmp_path / "tiny_int8.onnx", x)
+    ops = [node.op_type for node in onnx.load(str(quantized)).graph.node]
+    assert "Resize" not in ops and ops.count("QuantizeLinear") > 5
+    reference = np.asarray(tiny(x, training=False))
+    got = Artifact("onnx", quantized)(x)
+    assert got.shape == reference.shape
+    # int8: close to float, not equal (3 logits of magnitude ~1-10).
+    np.testing.assert_allclose(got, reference, rtol=0, atol=0.1 * np.abs(reference).max())
+    assert sorted(os.listdir(tmp_path)) == ["tiny.onnx", "tiny_int8.onnx"]  # no scratch files left
+
+
+def test_simplify_onnx_leaves_dynamic_shapes_alone():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # Unknown spatial size: the Reshape cannot be proven a no-op and the mean is not expanded.
+    nodes = [
+        helper.make_node("Add", ["x", "mean"], ["a"]),
+        helper.make_node("Reshape", ["a", "shape"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.asarray([1.0, 2.0, 3.0], "float32"), "mean"),
+        numpy_helper.from_array(np.asarray([-1, 4, 5, 3], "int64"), "shape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "h", "w", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 5, 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    simplify_onnx(model)
+    onnx.checker.check_model(model)
+    assert [node.op_type for node in model.graph.node] == ["Add", "Reshape"]
+    assert [init.name for init in model.graph.initializer] == ["mean", "shape"]
+    x = np.ones((2, 4, 5, 3), "float32")
+    np.testing.assert_array_equal(_run(model, {"x": x})[0], x + [1.0, 2.0, 3.0])
 
 
 # -- options, errors, atomicity ----------------------------------------------------------------------

@@ -81,8 +81,17 @@ def test_b0_folds_bn_into_convs_and_removes_drop_connect():
 
     optimized = check_optimized(model, images(3, SIZE))
 
-    # One layer fewer per BN and dropout; Rescaling + Normalization became one Rescaling.
-    assert len(optimized.layers) == len(model.layers) - n_bn - n_dropout - 1
+    # One layer fewer per BN and dropout; Rescaling + Normalization became one Rescaling; each
+    # swish Activation (33: stem, 16 depthwise, 15 expand, top) became a sigmoid and a Multiply.
+    swishes = [layer.name for layer in model.layers if type(layer) is keras.layers.Activation]
+    assert len(swishes) == 33
+    assert len(optimized.layers) == len(model.layers) - n_bn - n_dropout - 1 + len(swishes)
+    for name in swishes:
+        product = optimized.get_layer(name)
+        assert isinstance(product, keras.layers.Multiply), name
+        sigmoid, x = (t._keras_history.operation for t in product.input)
+        assert sigmoid.name == f"{name}_sigmoid" and sigmoid.activation is keras.activations.sigmoid
+        assert sigmoid.input is product.input[1]  # sigmoid(x) * x, sigmoid first (grappler's pattern)
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     assert _count(optimized, kinds) == _count(model, kinds)
     folded = {layer.name for layer in model.layers if isinstance(layer, REMOVED)}
@@ -238,6 +247,26 @@ def test_options_and_bake_normalization():
     assert isinstance(no_fold.get_layer("normalization"), keras.layers.Rescaling)  # baked, not folded
     np.testing.assert_array_equal(no_fold.get_layer("rescaling").scale, 1 / 255.0)
     np.testing.assert_allclose(_outputs(no_fold, x)[0], _outputs(model, x)[0], atol=1e-4)
+
+
+def test_split_swish_is_the_same_function_and_optional():
+    model = efficientnet.EfficientNetB0(weights=None, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    randomize_statistics(model, seed=16)
+    x = images(3, SIZE, seed=17)
+    split = optimize_for_inference(model, split_swish=True)
+    plain = optimize_for_inference(model, split_swish=False)
+    assert _count(plain, keras.layers.Multiply) == 16  # only the SE gates
+    assert _count(split, keras.layers.Multiply) == 16 + 33
+    assert isinstance(plain.get_layer("top_activation"), keras.layers.Activation)
+    # The same function: swish(x) = x * sigmoid(x) exactly, so only the kernels' rounding may differ.
+    np.testing.assert_allclose(_outputs(split, x)[0], _outputs(plain, x)[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_outputs(split, x)[0], _outputs(model, x)[0], rtol=0, atol=1e-4)
+    assert np.abs(_outputs(model, x)[0]).max() > 1  # logits: a real comparison
+    # Feature endpoints that are swish activations keep their names (the product carries it).
+    features = efficientnet.EfficientNetB0(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    optimized = optimize_for_inference(features, split_swish=True)
+    assert optimized.output._keras_history.operation.name == "top_activation"
+    np.testing.assert_allclose(_outputs(optimized, x)[0], _outputs(features, x)[0], rtol=0, atol=1e-4)
 
 
 def test_saves_and_reloads(tmp_path):
