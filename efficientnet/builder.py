@@ -27,7 +27,7 @@ from .config import BlockArgs, Variant
 from .features import endpoint_names, feature_extractor, feature_info
 from .layers import BlockOptions, channel_axis, conv_bn, fused_mbconv_block, mbconv_block
 from .preprocessing import MODES
-from .remat import RematModel
+from .remat import RematModel, rematerialised
 
 __all__ = ["EfficientNet", "drop_connect_rates"]
 
@@ -207,7 +207,7 @@ def EfficientNet(
         weights_lib.load_requested_weights(model, weights, weight_spec)
     if features_only:
         features = feature_extractor(model, out_strides)
-        return RematModel(features.inputs, features.outputs, name=features.name) if remat else features
+        return rematerialised(features) if remat else features
     return model
 
 

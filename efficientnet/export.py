@@ -44,6 +44,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -634,8 +635,18 @@ def quantize_onnx(
     image_size: int | None = None,
     per_channel: bool = True,
     limit: int = 128,
+    keep_float: Sequence[str] | None = None,
+    percentile: float | None = 99.999,
 ) -> Path:
     """Static int8 quantisation of an exported ONNX model with onnxruntime, calibrated on images.
+
+    By default the stem and first block and the classifier stay in float (about 3% of
+    B0's or Lite0's compute): their int8 weights cost the most accuracy (Lite0's
+    block-1a depthwise conv alone takes the logits' signal-to-noise ratio to 18 dB), and
+    activation ranges come from the 99.999th percentile rather than min/max. On Lite0
+    with its ImageNet weights and 64 crops of the examples' photos this moves top-1
+    agreement with float from 0.81 to 0.94 (1.00 on the crops whose float top-2 classes
+    are not within 0.01), at about 2x the float throughput instead of 2.5x.
 
     Args:
         model_path: an ONNX file from :func:`export_model` (float32, raw 0-255 RGB input).
@@ -645,6 +656,10 @@ def quantize_onnx(
         image_size: the crop size (default: the model's input size).
         per_channel: per-channel weight scales (more accurate, as TensorRT and TFLite do).
         limit: at most this many calibration images.
+        keep_float: names of the ONNX nodes to leave in float; default: every node up to
+            the first block's projection (``block1a_project…``) and the ``predictions``
+            layer's; ``()`` quantises everything.
+        percentile: calibrate activation ranges on this percentile; ``None``: min/max.
 
     Returns:
         The path written. Needs the ``onnxruntime`` package.
@@ -654,6 +669,7 @@ def quantize_onnx(
     import onnxruntime
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -679,19 +695,42 @@ def quantize_onnx(
     try:
         staged = scratch / output_path.name
         source = _int8_source(model_path, scratch)
-        quantize_static(
-            str(source),
-            str(staged),
-            _Reader(),
+        calibration = {}
+        if percentile is not None:
+            calibration = {
+                "calibrate_method": CalibrationMethod.Percentile,
+                "extra_options": {"CalibPercentile": float(percentile)},
+            }
+        settings = dict(
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(_float_nodes(source) if keep_float is None else keep_float),
         )
+        try:
+            quantize_static(str(source), str(staged), _Reader(), **settings, **calibration)
+        except ValueError as exc:  # numpy's histogram refuses a tensor whose values span ~0 (e.g. random weights)
+            if not calibration or "bins" not in str(exc):
+                raise
+            warnings.warn(f"Percentile calibration failed ({exc}); calibrating on min/max instead.", stacklevel=2)
+            quantize_static(str(source), str(staged), _Reader(), **settings)
         os.replace(staged, output_path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return output_path
+
+
+def _float_nodes(path: Path) -> list[str]:
+    """The nodes :func:`quantize_onnx` keeps in float by default: the stem and first block
+    (every node up to the last one named ``…block1a_project…``, in the graph's topological
+    order) and the classifier (nodes named ``…predictions…``)."""
+    import onnx
+
+    names = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
+    ends = [i for i, name in enumerate(names) if "block1a_project" in name]
+    stem = names[: ends[-1] + 1] if ends else []
+    return stem + [name for name in names[len(stem) :] if "predictions" in name]
 
 
 def _int8_source(model_path: Path, scratch: Path) -> Path:

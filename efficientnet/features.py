@@ -164,6 +164,9 @@ def feature_extractor(
 ) -> keras.Model:
     """A multi-output model returning ``model``'s features at ``out_strides`` (shallowest first).
 
+    The outputs are a list, shallowest first, named by stride: ``output_names`` is
+    ``["stride_4", "stride_8", ...]`` (so ``dict(zip(m.output_names, m(x)))`` keys them).
+
     Args:
         model: a model of this library (any family, include_top either way), or any
             model with ``layer_names`` given.
@@ -210,6 +213,9 @@ def feature_extractor(
             f"{model.name} has no features at strides {sorted(wrong)} (its output stride is "
             f"{max(real.values())}; a dilated model keeps the strides below its output stride)."
         )
-    outputs = [model.get_layer(n).output for n in chosen.values()]
+    # Each output is named by its stride (model.output_names == ["stride_4", "stride_8", ...]).
+    outputs = [keras.layers.Identity(name=f"stride_{s}")(model.get_layer(n).output) for s, n in chosen.items()]
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")
+    extractor = keras.Model(inputs, outputs, name=name or f"{model.name}_features")
+    extractor.feature_info = feature_info(model, chosen)
+    return extractor

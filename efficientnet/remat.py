@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import keras
 from keras import tree
 
-__all__ = ["BLOCK_PATTERN", "RematModel", "block_of"]
+__all__ = ["BLOCK_PATTERN", "RematModel", "block_of", "rematerialised"]
 
 # The layers of one block share a prefix: ``block2a_`` (V1, Lite, V2) or
 # ``middle_flow_block1_unit3_`` (aligned Xception).
@@ -157,6 +157,14 @@ class RematModel(keras.Model):
             if not variable.trainable:  # BN statistics and dropout seeds advance once per step
                 variable.assign(new)
         return outputs
+
+
+def rematerialised(model: keras.Model) -> RematModel:
+    """``model`` (functional) as a :class:`RematModel` over the same layers; ``feature_info`` is kept."""
+    remat = RematModel(model.inputs, model.outputs, name=model.name)
+    if hasattr(model, "feature_info"):
+        remat.feature_info = model.feature_info
+    return remat
 
 
 class _Plan:

@@ -20,7 +20,7 @@ from .applications import Atrous, add_head, check_remat, resolve_input, validate
 from .config import XCEPTION_BLOCKS, XceptionBlock
 from .features import endpoint_names, feature_extractor, feature_info
 from .layers import BlockOptions, conv_bn, deeplab_separable_names, separable_conv_bn
-from .remat import RematModel
+from .remat import RematModel, rematerialised
 
 __all__ = [
     "XceptionBlock",
@@ -176,7 +176,7 @@ def AlignedXception(
         load_weights(model, weights, by_name="auto")
     if features_only:
         features = feature_extractor(model, out_strides)
-        return RematModel(features.inputs, features.outputs, name=features.name) if remat else features
+        return rematerialised(features) if remat else features
     return model
 
 

@@ -79,6 +79,8 @@ def test_bench_quick_prints_every_row(tmp_path):
             assert re.fullmatch(rf"\s+{re.escape(TARGETS[label])}\s+(met|NOT met)", match.group(1)), match.group(0)
     agreement = re.search(r"^  \(b\) int8 top-1 agreement with float, Lite0 ImageNet weights\s+(\S+)", out, re.M)
     assert agreement and 0.0 <= float(agreement.group(1)) <= 1.0, out
+    assert re.search(r"^  \(b\) int8 top-1 agreement with float.*>= 0\.98\s+(met|NOT met)$", out, re.M), out
+    assert re.search(r"^  \(b\) int8 agreement, crops whose float top-2 differ by >= 0\.01\s+\S+", out, re.M), out
 
     # The Markdown table has the same rows, and the JSON every figure.
     for label in ROWS:
@@ -86,7 +88,17 @@ def test_bench_quick_prints_every_row(tmp_path):
     figures = json.loads(out_json.read_text())
     b0 = figures["variants"]["B0"]
     assert b0["size"] == 128
-    for arm in ("tf-ours", "tf-keras", "onnx-ours", "onnx-timm", "onnx-int8", "openvino", "litert", "train-ours", "train-remat"):
+    for arm in (
+        "tf-ours",
+        "tf-keras",
+        "onnx-ours",
+        "onnx-timm",
+        "onnx-int8",
+        "openvino",
+        "litert",
+        "train-ours",
+        "train-remat",
+    ):
         assert "unavailable" not in b0["figures"][arm], (arm, b0["figures"][arm])
         assert len(b0["samples"][arm]) == 1  # --quick: one child process per figure
     assert figures["machine"]["cores"] == os.cpu_count()

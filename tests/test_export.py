@@ -350,15 +350,41 @@ def test_quantize_onnx_collapses_the_gate_resizes(tiny, tmp_path):
     x = images(4, 32, seed=9)
     path = export_model(tiny, tmp_path / "tiny.onnx")
     assert sum(node.op_type == "Resize" for node in onnx.load(str(path)).graph.node) == 1  # the block's SE gate
-    quantized = export_lib.quantize_onnx(path, tmp_path / "tiny_int8.onnx", x)
+    quantized = export_lib.quantize_onnx(path, tmp_path / "tiny_int8.onnx", x, keep_float=())
     ops = [node.op_type for node in onnx.load(str(quantized)).graph.node]
     assert "Resize" not in ops and ops.count("QuantizeLinear") > 5
+    assert {"stem_conv", "top_conv", "predictions"} <= _int8_layers(quantized)
     reference = np.asarray(tiny(x, training=False))
     got = Artifact("onnx", quantized)(x)
     assert got.shape == reference.shape
     # int8: close to float, not equal (3 logits of magnitude ~1-10).
     np.testing.assert_allclose(got, reference, rtol=0, atol=0.1 * np.abs(reference).max())
     assert sorted(os.listdir(tmp_path)) == ["tiny.onnx", "tiny_int8.onnx"]  # no scratch files left
+
+
+def _int8_layers(path) -> set:
+    """The Keras layers whose ONNX Conv/MatMul reads a dequantised (int8) weight."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    layers = set()
+    for node in graph.node:  # named "<model>_1/<layer>_1/<op>" by tf2onnx
+        if node.op_type in ("Conv", "MatMul") and node.input[1] in dequantized:
+            parts = node.name.split("/")
+            layers.add(parts[1].removesuffix("_1") if len(parts) > 2 else node.name)
+    return layers
+
+
+def test_quantize_onnx_keeps_the_stem_first_block_and_classifier_in_float(tiny, tmp_path):
+    x = images(4, 32, seed=9)
+    path = export_model(tiny, tmp_path / "tiny.onnx")
+    quantized = export_lib.quantize_onnx(path, tmp_path / "tiny_int8.onnx", x)
+    assert _int8_layers(quantized) == {"top_conv"}  # stem, block1a (dw, SE, project) and predictions stay float
+    reference = np.asarray(tiny(x, training=False))
+    np.testing.assert_allclose(Artifact("onnx", quantized)(x), reference, atol=0.1 * np.abs(reference).max())
+    everything = export_lib.quantize_onnx(path, tmp_path / "all.onnx", x, keep_float=(), percentile=None)
+    assert {"stem_conv", "top_conv", "predictions"} <= _int8_layers(everything)
 
 
 def test_simplify_onnx_leaves_dynamic_shapes_alone():
@@ -526,7 +552,9 @@ def test_cli_int8_quantisation_calibrated_on_a_folder(tmp_path, capsys):
 
     graph = onnx.load(str(out)).graph
     assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 50
-    assert out.stat().st_size < 6_000_000  # float32 is ~18 MB
+    quantized = _int8_layers(out)
+    assert "stem_conv" not in quantized and "predictions" not in quantized and "top_conv" in quantized
+    assert out.stat().st_size < 10_500_000  # float32 is ~18 MB; the float classifier is 5 MB of the 9.6
     photo = center_crop_and_resize(image, 224).astype("float32")[None]
     reference = np.asarray(efficientnet.EfficientNetLite0(weights="imagenet")(photo))
     probs = Artifact("onnx", out)(photo)

@@ -108,6 +108,21 @@ def test_features_only_constructor_option():
         weights=None, features_only=True, out_strides=(8, 32), input_shape=(256, 256, 3)
     )
     assert [tuple(o.shape[1:]) for o in model.outputs] == [(32, 32, 240), (8, 8, 1280)]
+    assert model.output_names == ["stride_8", "stride_32"]
+
+
+def test_outputs_are_named_by_stride_and_carry_the_endpoint_values():
+    base = efficientnet.EfficientNetB0(weights=None, include_top=False, input_shape=(64, 64, 3))
+    randomize_statistics(base)
+    features = feature_extractor(base, (16, 4, 8))  # any order: shallowest first
+    assert features.output_names == ["stride_4", "stride_8", "stride_16"]
+    x = images(size=64)
+    named = dict(zip(features.output_names, features(x, training=False)))
+    taps = keras.Model(base.inputs, [base.get_layer(TABLES["B0"][0][s]).output for s in (4, 8, 16)])
+    for stride, expected in zip((4, 8, 16), taps(x, training=False)):
+        got = keras.ops.convert_to_numpy(named[f"stride_{stride}"])
+        assert got.shape[1] == 64 // stride
+        np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(expected))
 
 
 @pytest.mark.parametrize("output_stride,size", [(16, 16), (8, 32)])

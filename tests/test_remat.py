@@ -166,6 +166,8 @@ def test_fit_with_remat_trains_like_the_plain_model():
 def test_features_only_and_xception_take_remat():
     features = efficientnet.EfficientNetB0(weights=None, features_only=True, remat=True, input_shape=(64, 64, 3))
     assert type(features) is RematModel and len(features.outputs) == 4
+    assert features.output_names == ["stride_4", "stride_8", "stride_16", "stride_32"]
+    assert [i.stride for i in features.feature_info] == [4, 8, 16, 32]
     # stages that end a feature map hand it to the outputs as well as to the next block
     assert sum(len(s.outputs) for s in features._remat_plan.stages) >= len(features._remat_plan.stages) + 3
     xception = efficientnet.Xception41(weights=None, remat=True, input_shape=(64, 64, 3), classes=3)
