@@ -37,7 +37,9 @@ case "$cmd" in
   test)
     install_test
     ruff check . && ruff format --check .
-    exec python -m pytest "$@"
+    # Two worker processes (one per core here), each test file on one worker: model building is
+    # single-threaded Python, so this roughly halves the run. PYTEST_WORKERS=0 runs in one process.
+    exec python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
     ;;
   bench)
     install_base
