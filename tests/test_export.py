@@ -387,6 +387,29 @@ def test_quantize_onnx_keeps_the_stem_first_block_and_classifier_in_float(tiny, 
     assert {"stem_conv", "top_conv", "predictions"} <= _int8_layers(everything)
 
 
+def test_percentile_calibration_sees_the_images_a_chunk_at_a_time(monkeypatch):
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    seen = []
+
+    def collect_data(self, reader):  # stands in for onnxruntime's, which keeps every image's activations
+        seen.append([item["x"] for item in iter(reader.get_next, None)])
+
+    monkeypatch.setattr(HistogramCalibrater, "collect_data", collect_data)
+
+    class Reader:
+        def __init__(self):
+            self.items = iter({"x": i} for i in range(20))
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with export_lib._histograms_in_chunks(8):
+        HistogramCalibrater.collect_data(None, Reader())
+    assert seen == [list(range(8)), list(range(8, 16)), list(range(16, 20))]
+    assert HistogramCalibrater.collect_data is collect_data  # restored on exit
+
+
 def test_simplify_onnx_leaves_dynamic_shapes_alone():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
