@@ -39,7 +39,8 @@ def test_contract(info, tmp_path):
     features = efficientnet.feature_extractor(model, out_strides=[i.stride for i in recorded])
     for item, output in zip(recorded, features.outputs):
         assert tuple(output.shape[1:]) == (side // item.stride, side // item.stride, item.channels), item
-        assert model.get_layer(item.layer).output is output
+        named = features.get_layer(f"stride_{item.stride}")  # each output named by its stride
+        assert named.output is output and named.input is model.get_layer(item.layer).output
     if info.params > 30_000_000:
         return
     x = np.random.default_rng(0).uniform(0, 255, (1, side, side, 3)).astype("float32")
