@@ -153,21 +153,13 @@ def test_auto_by_name_is_compared_by_value(tmp_path, source):
     _assert_same(model, source)
 
 
-def test_keras3_file_with_normalization_into_model_without_it(tmp_path, source):
-    """A Keras 3 file's normalization entry is optional: it loads into a model built without preprocessing."""
+@pytest.mark.parametrize("missing", ["include_preprocessing", "include_top"])
+def test_keras3_file_loads_into_a_model_without_its_optional_entries(tmp_path, source, missing):
+    """A Keras 3 file's ``normalization`` and classifier (``dense``) entries are the ones a model
+    built without preprocessing or without its classifier may lack."""
     path = str(tmp_path / "source.weights.h5")
     save_weights(source, path)
-    model = _small(include_preprocessing=False)
-    report = load_weights(model, path)
-    assert report.complete
-    _assert_layers_same(model, source)
-
-
-def test_keras3_top_file_into_notop_model(tmp_path, source):
-    """A Keras 3 file's classifier (``dense``) is the one entry a model without classifier may lack."""
-    path = str(tmp_path / "source.weights.h5")
-    save_weights(source, path)
-    model = _small(include_top=False)
+    model = _small(**{missing: False})
     report = load_weights(model, path)
     assert report.complete
     _assert_layers_same(model, source)
