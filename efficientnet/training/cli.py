@@ -1,9 +1,12 @@
-"""The ``efficientnet train`` and ``efficientnet evaluate`` sub-commands.
+"""The ``efficientnet train``, ``efficientnet evaluate`` and ``efficientnet noisy-student`` sub-commands.
 
 efficientnet train DATA_DIR --model efficientnet-lite0 --weights imagenet --recipe finetune \\
     [--epochs 5 --batch-size 32 --image-size 224 --val-dir DIR | --val-split 0.2] --out RUN_DIR [--resume]
 efficientnet evaluate DATA_DIR (--run RUN_DIR | --model efficientnet-lite0 --weights RUN_DIR/model.weights.h5) \\
     [--image-size 224] [--json]
+efficientnet noisy-student LABELED UNLABELED --teacher lite0|RUN_DIR --student lite1 [--iterations 2] \\
+    [--teacher-epochs 4 --student-epochs 3 --learning-rate 1e-3 --student-weights recipe|imagenet|scratch] \\
+    [--threshold 0.3 --per-class N --ratio 1 --temperature 1 --hard --no-noise --deterministic] --out DIR
 """
 
 from __future__ import annotations
