@@ -1,8 +1,10 @@
 """Noisy Student: selection and balancing, inference-mode teachers, noised students, iterations, FixRes."""
 
 import csv
+import importlib
 import json
 import os
+import types
 
 import keras
 import numpy as np
@@ -22,6 +24,9 @@ from efficientnet.training.noisy_student import (  # noqa: E402
     sharpen,
     student_recipe,
 )
+
+# The module (``efficientnet.training.noisy_student`` the attribute is the function).
+ns_module = importlib.import_module("efficientnet.training.noisy_student")
 
 # Six unlabeled images, three classes. Class 0: images 0 (0.9), 1 (0.6), 2 (0.5), 5 (0.2, below 0.3).
 # Class 1: image 3 (0.7). Class 2: image 4 (0.4).
@@ -159,6 +164,10 @@ def test_two_iterations_train_two_students_each_from_the_last_labels(sets, tmp_p
         counts = {c: sum(int(r["copies"]) for r in rows if r["class"] == c) for c in names}
         assert kept == sum(counts.values()) and set(counts.values()) <= {0, 4}  # N = 4 labeled images per class
         assert all(r["status"] == "below threshold" for r in rows if float(r["confidence"]) < 0.3)
+    for record in result.models:  # each model's recorded size is the one its run evaluates at
+        run = json.loads((tmp_path / record["model"] / "run.json").read_text())
+        assert record["eval_size"] == run["eval_size"] == 64 and record["run"] == str(tmp_path / record["model"])
+    assert [m["weights"] for m in result.models] == ["imagenet"] * 3  # the finetune recipe's start
     first = engine.load_run(tmp_path / "student1")[0].get_layer("predictions").kernel
     last = result.model.get_layer("predictions").kernel
     assert np.abs(np.asarray(first) - np.asarray(last)).max() > 1e-6  # the second student is a new model
@@ -201,3 +210,198 @@ def test_noisy_student_command(sets, tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 2 and "--allow-smaller-student" in result.stderr
     assert keras.backend.backend()  # the package imports cleanly alongside
+
+
+# --- every model at its own size, class names, settings, parameter counts, students' start, the CLI ----------
+
+
+def _confident_probs(files, classes=3):
+    probs = np.full((len(files), classes), 0.1 / (classes - 1))
+    probs[np.arange(len(files)), np.arange(len(files)) % classes] = 0.9
+    return probs
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """``train`` builds an untrained classifier (no fitting), ``pseudo_label`` and ``evaluate`` record their sizes."""
+    calls = types.SimpleNamespace(train=[], label=[], evaluate=[])
+
+    def fake_train(model, data, **kwargs):
+        calls.train.append((model, data, kwargs))
+        net = engine.build_classifier(model, data.num_classes if hasattr(data, "num_classes") else 3, weights=None)
+        return engine.TrainResult(net, {}, tuple(data.class_names), kwargs.get("image_size") or 0, None, None)
+
+    def fake_label(model, files, *, image_size, **kwargs):
+        calls.label.append((model.name, image_size, kwargs.get("crop_padding", 32), kwargs.get("interpolation")))
+        return _confident_probs(files, model.output_shape[-1])
+
+    def fake_evaluate(model, data, *, image_size=None, **kwargs):
+        calls.evaluate.append((model.name, image_size))
+        return types.SimpleNamespace(top1=0.5, loss=1.0, num_images=len(data.files))
+
+    monkeypatch.setattr(engine, "train", fake_train)
+    monkeypatch.setattr(ns_module, "pseudo_label", fake_label)
+    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
+    return calls
+
+
+def test_each_model_labels_and_is_evaluated_at_its_own_eval_size(sets, tmp_path, spies):
+    labeled, unlabeled, val = sets
+    result = noisy_student(
+        labeled, unlabeled, teacher="lite0", student="lite1", iterations=2, val_data=val, out_dir=tmp_path, verbose=0
+    )
+    # The registry's evaluation sizes: Lite0 224, Lite1 240 (bicubic, crop size / (size + 32)).
+    assert (
+        efficientnet.get_model_info("lite0").eval_size == 224 and efficientnet.get_model_info("lite1").eval_size == 240
+    )
+    assert spies.label == [("efficientnetlite0", 224, 32, "bicubic"), ("efficientnetlite1", 240, 32, "bicubic")]
+    assert spies.evaluate == [("efficientnetlite0", 224), ("efficientnetlite1", 240), ("efficientnetlite1", 240)]
+    assert [kw["image_size"] for _, _, kw in spies.train] == [None, None, None]  # train picks each variant's own size
+    assert [(m["model"], m["train_size"], m["eval_size"]) for m in result.models] == [
+        ("teacher", 224, 224), ("student1", 240, 240), ("student2", 240, 240)
+    ]  # fmt: skip
+    assert [row["eval_size"] for row in result.figures] == [224, 240, 240]
+    for it, (labeler, size) in enumerate((("teacher", 224), ("student1", 240)), 1):
+        record = json.loads((tmp_path / f"iteration{it}" / "record.json").read_text())
+        assert record["labeler"]["model"] == labeler and record["labeler"]["eval_size"] == size
+        assert record["student"]["eval_size"] == 240 and record["student"]["name"] == "lite1"
+
+
+def test_image_size_overrides_every_trained_model_and_matches_its_run(sets, tmp_path, spies):
+    labeled, unlabeled, val = sets
+    result = noisy_student(labeled, unlabeled, teacher="lite0", student="lite1", image_size=64, out_dir=tmp_path)
+    assert [kw["image_size"] for _, _, kw in spies.train] == [64, 64]
+    assert spies.label == [("efficientnetlite0", 64, 32, "bicubic")]
+    assert [m["eval_size"] for m in result.models] == [64, 64]
+
+
+def _fake_run(path, classes, eval_size=64, model="lite0"):
+    """A finished run directory of an untrained classifier (real weights file, run.json, classes.json)."""
+    os.makedirs(path, exist_ok=True)
+    net = engine.build_classifier(model, len(classes), weights=None)
+    net.save_weights(os.path.join(path, "model.weights.h5"))
+    run = {"model": efficientnet.get_model_info(model).name, "weights": "model.weights.h5", "image_size": eval_size,
+           "eval_size": eval_size, "crop_padding": 32, "interpolation": "bilinear"}  # fmt: skip
+    with open(os.path.join(path, "run.json"), "w") as f:
+        json.dump(run, f)
+    with open(os.path.join(path, "classes.json"), "w") as f:
+        json.dump(list(classes), f)
+    return str(path)
+
+
+def test_teacher_run_labels_at_its_recorded_size_in_its_class_order(sets, tmp_path, spies):
+    labeled, unlabeled, _ = sets
+    run = _fake_run(tmp_path / "teacher", ["rocket", "cat", "coffee"], eval_size=72)
+    result = noisy_student(labeled, unlabeled, teacher=run, student="lite0", out_dir=tmp_path / "out")
+    assert spies.label == [("efficientnetlite0", 72, 32, "bilinear")]
+    assert result.models[0]["weights"] == "run" and result.models[0]["eval_size"] == 72
+    (_, mixed, _) = spies.train[0]
+    assert mixed.class_names == ("rocket", "cat", "coffee") == result.class_names
+    src = mixed.labeled
+    for f, label in zip(src.files, src.labels):  # every labeled image keeps its folder's class, by name
+        assert src.class_names[label] == os.path.basename(os.path.dirname(f))
+    with open(tmp_path / "out" / "iteration1" / "pseudo_labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    files = list(data_lib.list_images(unlabeled))
+    probs = _confident_probs(files)
+    assert [r["class"] for r in rows] == [("rocket", "cat", "coffee")[i] for i in probs.argmax(1)]
+
+
+@pytest.mark.parametrize("classes", [["cat", "coffee", "horse"], ["cat", "coffee", "rocket", "horse"]])
+def test_teacher_run_of_other_classes_is_refused_before_any_work(sets, tmp_path, spies, classes):
+    labeled, unlabeled, _ = sets
+    run = _fake_run(tmp_path / "teacher", classes)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"trained on the classes \[.*horse.*\].*\['cat', 'coffee', 'rocket'\]") as e:
+        noisy_student(labeled, unlabeled, teacher=run, student="lite0", out_dir=out)
+    assert "rename the class folders" in str(e.value)
+    assert not spies.label and not spies.train and not out.exists()  # no pseudo_labels.csv left behind
+
+
+def test_keras_teacher_with_another_class_count_is_refused(sets, tmp_path, spies):
+    teacher = engine.build_classifier("lite0", 4, weights=None)
+    with pytest.raises(ValueError, match="predicts 4 classes.*have 3"):
+        noisy_student(sets[0], sets[1], teacher=teacher, student="lite0", out_dir=tmp_path / "out")
+    assert not spies.label and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"per_class": 0}, "per_class"),
+        ({"ratio": 0}, "ratio"),
+        ({"iterations": 0}, "iterations"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_teacher_trains(sets, tmp_path, spies, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        noisy_student(sets[0], sets[1], teacher="lite0", student="lite0", out_dir=tmp_path / "out", **kwargs)
+    assert not spies.train and not spies.label and not (tmp_path / "out").exists()
+
+
+def test_frozen_backbone_teacher_counts_all_its_parameters(sets, tmp_path, spies):
+    teacher = engine.build_classifier("lite1", 3, weights=None)
+    for layer in teacher.layers:
+        layer.trainable = layer.name == "predictions"
+    lite0 = engine.build_classifier("lite0", 3, weights=None)
+    trainable = sum(int(np.prod(w.shape)) for w in teacher.trainable_weights)
+    assert trainable < lite0.count_params() < teacher.count_params()  # trainable weights alone would let it through
+    with pytest.raises(ValueError, match="fewer parameters than the teacher"):
+        noisy_student(sets[0], sets[1], teacher=teacher, student="lite0", out_dir=tmp_path / "out")
+    assert not spies.label and not spies.train
+    for layer in lite0.layers:  # an equal student is accepted, frozen or not
+        layer.trainable = layer.name == "predictions"
+    noisy_student(sets[0], sets[1], teacher=lite0, student="lite0", teacher_image_size=64)
+    assert spies.label == [("efficientnetlite0", 64, 32, "bicubic")]
+
+
+@pytest.mark.parametrize("weights, expected, recorded", [("recipe", "imagenet", "imagenet"), (None, None, "scratch"),
+                                                         ("scratch", None, "scratch")])  # fmt: skip
+def test_student_weights_reach_train_and_are_recorded(sets, tmp_path, spies, weights, expected, recorded):
+    result = noisy_student(
+        sets[0], sets[1], teacher="lite0", student="lite0", iterations=2, student_weights=weights, out_dir=tmp_path
+    )
+    teacher_kwargs, *student_kwargs = [kw for _, _, kw in spies.train]
+    assert "weights" not in teacher_kwargs  # the teacher starts from the recipe's (ImageNet for finetune)
+    assert [kw["weights"] for kw in student_kwargs] == [expected, expected]
+    assert [m["weights"] for m in result.models] == ["imagenet", recorded, recorded]
+    for it in (1, 2):
+        assert json.loads((tmp_path / f"iteration{it}" / "record.json").read_text())["student"]["weights"] == recorded
+
+
+def test_cli_flags_reach_noisy_student(monkeypatch, tmp_path, capsys):
+    from efficientnet import cli
+
+    seen = {}
+
+    def fake(labeled, unlabeled, **kwargs):
+        seen.update(kwargs, labeled=labeled, unlabeled=unlabeled)
+        models = [
+            {"model": "teacher", "name": "lite0", "weights": "imagenet", "eval_size": 224, "top1": 0.5},
+            {"model": "student1", "name": "lite1", "weights": "scratch", "eval_size": 240, "top1": 0.75},
+        ]
+        return ns_module.NoisyStudentResult(None, ("a", "b"), [], str(tmp_path), models)
+
+    monkeypatch.setattr(ns_module, "noisy_student", fake)
+    argv = ["noisy-student", "L", "U", "--teacher", "lite0", "--student", "lite1", "--learning-rate", "1e-3",
+            "--teacher-epochs", "4", "--student-epochs", "3", "--deterministic", "--student-weights", "scratch",
+            "--threshold", "0.4", "--ratio", "2", "--per-class", "16", "--temperature", "0.5",
+            "--teacher-image-size", "96", "--out", str(tmp_path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert (seen["labeled"], seen["unlabeled"], seen["teacher"], seen["student"]) == ("L", "U", "lite0", "lite1")
+    assert seen["base_learning_rate"] == 1e-3
+    assert (seen["teacher_epochs"], seen["student_epochs"]) == (4, 3)
+    assert seen["deterministic"] is True and seen["student_weights"] is None
+    assert (seen["threshold"], seen["ratio"], seen["per_class"], seen["temperature"]) == (0.4, 2, 16, 0.5)
+    assert seen["teacher_image_size"] == 96
+    printed = capsys.readouterr().out
+    assert "starts from scratch" in printed and "starts from ImageNet" in printed and "240 px" in printed
+    seen.clear()
+    assert cli.main(["noisy-student", "L", "U", "--epochs", "5", "--student-epochs", "2", "--out", str(tmp_path)]) == 0
+    assert (seen["teacher_epochs"], seen["student_epochs"]) == (5, 2)
+    assert seen["student_weights"] == "recipe" and seen["deterministic"] is False
+    assert "base_learning_rate" not in seen

@@ -1,9 +1,12 @@
-"""The ``efficientnet train`` and ``efficientnet evaluate`` sub-commands.
+"""The ``efficientnet train``, ``efficientnet evaluate`` and ``efficientnet noisy-student`` sub-commands.
 
 efficientnet train DATA_DIR --model efficientnet-lite0 --weights imagenet --recipe finetune \\
     [--epochs 5 --batch-size 32 --image-size 224 --val-dir DIR | --val-split 0.2] --out RUN_DIR [--resume]
 efficientnet evaluate DATA_DIR (--run RUN_DIR | --model efficientnet-lite0 --weights RUN_DIR/model.weights.h5) \\
     [--image-size 224] [--json]
+efficientnet noisy-student LABELED UNLABELED --teacher lite0|RUN_DIR --student lite1 [--iterations 2] \\
+    [--teacher-epochs 4 --student-epochs 3 --learning-rate 1e-3 --student-weights recipe|imagenet|scratch] \\
+    [--threshold 0.3 --per-class N --ratio 1 --temperature 1 --hard --no-noise --deterministic] --out DIR
 """
 
 from __future__ import annotations
@@ -134,9 +137,18 @@ def add_evaluate_parser(sub) -> None:
     e.set_defaults(func=_evaluate)
 
 
+def _student_weights(value: str) -> str | None:
+    if value.lower() == "recipe":
+        return "recipe"
+    return _weights(value)
+
+
 def _noisy_student(args: argparse.Namespace) -> int:
     from .noisy_student import noisy_student
 
+    overrides = {}
+    if args.learning_rate is not None:
+        overrides["base_learning_rate"] = args.learning_rate
     result = noisy_student(
         args.labeled_dir,
         args.unlabeled_dir,
@@ -144,11 +156,13 @@ def _noisy_student(args: argparse.Namespace) -> int:
         student=args.student,
         iterations=args.iterations,
         recipe=args.recipe,
-        teacher_epochs=args.epochs,
-        student_epochs=args.epochs,
+        teacher_epochs=args.teacher_epochs if args.teacher_epochs is not None else args.epochs,
+        student_epochs=args.student_epochs if args.student_epochs is not None else args.epochs,
         batch_size=args.batch_size,
         ratio=args.ratio,
         image_size=args.image_size,
+        teacher_image_size=args.teacher_image_size,
+        student_weights=_student_weights(args.student_weights),
         threshold=args.threshold,
         per_class=args.per_class,
         hard=args.hard,
@@ -161,11 +175,19 @@ def _noisy_student(args: argparse.Namespace) -> int:
         out_dir=args.out,
         resume=args.resume,
         seed=args.seed,
+        deterministic=args.deterministic,
         verbose=1 if not args.quiet else 2,
+        **overrides,
     )
-    for row in result.figures:
-        print(f"{row['model']:<10s} {row['name']:<24s} held-out top-1 {row['top1']:.2%}")
-    print(f"Runs, pseudo-label tables and noisy_student.json in {args.out}")
+    for row in result.models:
+        start = {"imagenet": "ImageNet weights", "scratch": "scratch (random initialisation)"}.get(
+            row["weights"], row["weights"]
+        )
+        print(
+            f"{row['model']:<10s} {row['name']:<24s} starts from {start}; labels/evaluated at {row['eval_size']} px"
+            + (f", held-out top-1 {row['top1']:.2%}" if "top1" in row else "")
+        )
+    print(f"Runs, pseudo-label tables, iteration records and noisy_student.json in {args.out}")
     return 0
 
 
@@ -175,12 +197,26 @@ def add_noisy_student_parser(sub) -> None:
     n.add_argument("unlabeled_dir", help="unlabeled images (any layout)")
     n.add_argument("--teacher", default="efficientnet-lite0", help="variant to train, or a train run directory")
     n.add_argument("--student", default="efficientnet-lite0", help="student variant (at least the teacher's size)")
+    n.add_argument(
+        "--student-weights",
+        default="recipe",
+        help="what each student starts from: recipe (default: the recipe's, imagenet for finetune), imagenet, "
+        "scratch (the paper's students) or a weights file",
+    )
     n.add_argument("--iterations", type=int, default=1)
     n.add_argument("--recipe", default="finetune")
     n.add_argument("--epochs", type=int, default=None, help="epochs of the teacher and of each student")
+    n.add_argument("--teacher-epochs", type=int, default=None, help="the teacher's epochs (overrides --epochs)")
+    n.add_argument("--student-epochs", type=int, default=None, help="each student's epochs (overrides --epochs)")
+    n.add_argument("--learning-rate", type=float, default=None, help="the recipe's base learning rate")
     n.add_argument("--batch-size", type=int, default=None)
     n.add_argument("--ratio", type=int, default=1, help="unlabeled images per labeled image in a batch")
-    n.add_argument("--image-size", type=int, default=None)
+    n.add_argument(
+        "--image-size", type=int, default=None, help="training size of the models trained here (default: each one's)"
+    )
+    n.add_argument(
+        "--teacher-image-size", type=int, default=None, help="a teacher run's labeling size (default: its eval size)"
+    )
     n.add_argument("--threshold", type=float, default=0.3)
     n.add_argument("--per-class", type=int, default=None, help="images per class after balancing")
     n.add_argument("--hard", action="store_true", help="one-hot pseudo-labels instead of probabilities")
@@ -193,5 +229,6 @@ def add_noisy_student_parser(sub) -> None:
     n.add_argument("--out", required=True)
     n.add_argument("--resume", action="store_true")
     n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels")
     n.add_argument("--quiet", action="store_true")
     n.set_defaults(func=_noisy_student)

@@ -193,16 +193,146 @@ def student_recipe(recipe, noise: bool = True):
 
 @dataclass
 class NoisyStudentResult:
-    """The last student and every model's held-out figures."""
+    """The last student, every model's record and every model's held-out figures.
+
+    ``models`` has one entry per model (``teacher``, ``student1``, …): its name, what it started
+    from (``weights``: ``"imagenet"``, ``"scratch"``, a file, ``"run"`` or ``"given"``), its training
+    size and the evaluation size, crop and interpolation it pseudo-labels and is evaluated at.
+    """
 
     model: keras.Model
     class_names: tuple[str, ...]
     figures: list[dict] = field(default_factory=list)
     out_dir: str | None = None
+    models: list[dict] = field(default_factory=list)
 
 
-def _trainable_count(model: keras.Model) -> int:
-    return int(sum(math.prod(v.shape) for v in model.weights if v.trainable))
+def _weights_label(weights) -> str:
+    return "scratch" if weights is None else os.fspath(weights)
+
+
+def _variant_record(role: str, name: str, rec, image_size: int | None, weights) -> dict:
+    """How :func:`~efficientnet.training.train` trains and evaluates ``name`` with ``rec`` (its own rule):
+    the training size is ``image_size`` or the recipe's or the registry's; the evaluation size the
+    recipe's or the training size (the registry's evaluation size when nothing is overridden)."""
+    from ..registry import get_model_info
+    from .recipes import recipe as get_recipe
+
+    info = get_model_info(name)
+    r = get_recipe(rec, variant=name)
+    train_size = int(image_size or r.train_size or info.default_size)
+    return {
+        "model": role,
+        "name": name,
+        "weights": _weights_label(weights),
+        "train_size": train_size,
+        "eval_size": int(r.eval_size or train_size),
+        "crop_padding": int(r.crop_padding),
+        "interpolation": r.interpolation,
+    }
+
+
+def _run_record(role: str, path: str, run: dict, size: int | None) -> dict:
+    """A trained run's own evaluation settings (``run.json``); ``size`` overrides its evaluation size."""
+    from ..registry import get_model_info
+
+    eval_size = size or run.get("eval_size") or run.get("image_size")
+    if not eval_size and run.get("model"):
+        eval_size = get_model_info(run["model"]).eval_size
+    return {
+        "model": role,
+        "name": path,
+        "weights": "run",
+        "train_size": run.get("image_size"),
+        "eval_size": int(eval_size),
+        "crop_padding": int(run.get("crop_padding", 32)),
+        "interpolation": run.get("interpolation", "bicubic"),
+    }
+
+
+def _model_record(model: keras.Model, size: int | None, image_size: int | None) -> dict:
+    """A given Keras teacher: ``teacher_image_size``, its fixed input side, ``image_size``, or its name's
+    registry evaluation size, in that order."""
+    from ..registry import get_model_info
+
+    shape = model.input_shape if isinstance(model.input_shape, tuple) else None
+    side = shape[1] if shape is not None and len(shape) == 4 else None
+    eval_size, interpolation = size or side or image_size, "bicubic"
+    if not eval_size:
+        try:
+            info = get_model_info(model.name)
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"The teacher {model.name!r} takes any input size and is no registered model: pass "
+                "teacher_image_size= (the size it was trained and evaluated at) to pseudo-label with it."
+            ) from None
+        eval_size, interpolation = info.eval_size, info.interpolation
+    return {
+        "model": "teacher",
+        "name": model.name,
+        "weights": "given",
+        "train_size": None,
+        "eval_size": int(eval_size),
+        "crop_padding": 32,
+        "interpolation": interpolation,
+    }
+
+
+def _read_run_classes(path: str) -> tuple[tuple[str, ...], dict]:
+    """The class names and ``run.json`` of a run directory, without building its model."""
+    from .engine import CLASSES_FILE, RUN_FILE, RunError
+
+    files = [os.path.join(path, RUN_FILE), os.path.join(path, CLASSES_FILE)]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise RunError(
+            f"The teacher {path!r} is not a training run directory (no {os.path.basename(missing[0])}). "
+            "Pass the --out of an `efficientnet train` run, or a variant name to train a teacher here."
+        )
+    with open(files[0]) as f:
+        run = json.load(f)
+    with open(files[1]) as f:
+        names = tuple(json.load(f))
+    return names, run
+
+
+def _match_classes(labeled_src, teacher_names: Sequence[str], teacher: str, labeled):
+    """The labeled set with the teacher's class order, or a refusal naming both class lists."""
+    from dataclasses import replace
+
+    from . import data as data_lib
+
+    names = tuple(labeled_src.class_names)
+    teacher_names = tuple(teacher_names)
+    if names == teacher_names:
+        return labeled_src
+    if sorted(names) != sorted(teacher_names):
+        raise data_lib.DatasetError(
+            f"The teacher {teacher!r} was trained on the classes {list(teacher_names)}, but the labeled images in "
+            f"{os.fspath(labeled)!r} have the classes {list(names)}: its pseudo-labels would name the wrong classes. "
+            "Pass a teacher trained on these class folders, rename the class folders to the teacher's, or pass a "
+            "variant name (e.g. --teacher efficientnet-lite0) to train a new teacher on them."
+        )
+    order = [teacher_names.index(n) for n in names]  # the same classes in another order: relabel by name
+    return replace(labeled_src, class_names=teacher_names, labels=tuple(order[i] for i in labeled_src.labels))
+
+
+def _check_settings(iterations, ratio, threshold, per_class, temperature, finetune_epochs) -> None:
+    def integer(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not integer(iterations) or iterations < 1:
+        raise ValueError(f"iterations must be a whole number of at least 1, got {iterations!r}.")
+    if not integer(ratio) or ratio < 1:
+        raise ValueError(f"ratio must be a whole number of unlabeled images per labeled image (≥ 1), got {ratio!r}.")
+    if not (isinstance(threshold, (int, float, np.number)) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be a confidence in [0, 1], got {threshold!r}.")
+    if per_class is not None and (not integer(per_class) or per_class < 1):
+        raise ValueError(f"per_class must be a positive whole number of images per class (or None), got {per_class!r}.")
+    if not (isinstance(temperature, (int, float, np.number)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+    if not finetune_epochs >= 0:
+        raise ValueError(f"finetune_epochs must be 0 (none) or positive, got {finetune_epochs!r}.")
 
 
 def noisy_student(
@@ -218,6 +348,8 @@ def noisy_student(
     batch_size: int | None = None,
     ratio: int = 1,
     image_size: int | None = None,
+    teacher_image_size: int | None = None,
+    student_weights: str | None = "recipe",
     threshold: float = 0.3,
     per_class: int | None = None,
     hard: bool = False,
@@ -236,41 +368,88 @@ def noisy_student(
 ) -> NoisyStudentResult:
     """Noisy Student training: teacher → pseudo-labels → noised student, ``iterations`` times.
 
+    Every model pseudo-labels and is evaluated at its own evaluation size, crop and interpolation:
+    a variant trained here at the size :func:`~efficientnet.training.train` evaluates it at (the
+    registry's evaluation size, e.g. 224 for Lite0 and 240 for Lite1, unless ``image_size`` or the
+    recipe says otherwise), a teacher run at its ``run.json`` ``eval_size``. ``result.models`` and
+    ``iteration{i}/record.json`` record them.
+
     Args:
         labeled: an image folder with one sub-folder per class.
         unlabeled: a folder of images (any layout; sub-folder names are ignored).
         teacher: a variant name (trained here on ``labeled`` with ``recipe``), a run directory,
-            or a trained Keras classifier.
-        student: the student variant; it must have at least the teacher's parameters unless
-            ``allow_smaller_student=True``.
+            or a trained Keras classifier (its outputs are the labeled set's classes in sorted
+            order). A run's class names must be the labeled set's (in any order; labels follow the
+            run's order); another set of classes is refused before anything is done.
+        student: the student variant; it must have at least the teacher's parameters (all of
+            them, ``count_params()``, trainable or not) unless ``allow_smaller_student=True``.
         iterations: students trained in turn, each labeled by the one before.
         recipe: the recipe of the teacher and (with :data:`NOISE` when ``noise``) the students.
         ratio: unlabeled images per labeled image in every student batch.
+        image_size: the training size of every model trained here (default: each variant's own);
+            their evaluation size follows it as in :func:`~efficientnet.training.train`.
+        teacher_image_size: the size a given teacher (run or Keras model) labels and is evaluated
+            at (default: the run's ``eval_size``; a model's fixed input side, ``image_size`` or its
+            registered evaluation size).
+        student_weights: what every student starts from: ``"recipe"`` (default: the recipe's,
+            ImageNet for ``finetune``, scratch for ``efficientnet``/``efficientnetv2``),
+            ``"imagenet"``, ``None`` (scratch: the paper's students) or a weights file.
         threshold, per_class, hard, temperature: see :func:`select_and_balance`; ``per_class``
             defaults to the labeled set's images per class (the largest class).
         noise: RandAugment, dropout and stochastic depth on the student (off: the ablation).
         val_data: held-out images; every model's figures are logged on them.
-        finetune_epochs, finetune_size: a last :func:`finetune_at_resolution` of the final student.
-        out_dir: ``teacher/``, ``student1/``, … run directories, ``iteration{i}/pseudo_labels.csv``
-            and ``noisy_student.json``; with ``resume`` a finished step is loaded, not redone.
+        finetune_epochs, finetune_size: a last :func:`finetune_at_resolution` of the final student
+            (``finetune_size`` defaults to its evaluation size).
+        out_dir: ``teacher/``, ``student1/``, … run directories, ``iteration{i}/pseudo_labels.csv``,
+            ``iteration{i}/record.json`` (who labeled at which size, the selection, the student and
+            what it starts from) and ``noisy_student.json``; with ``resume`` a finished step is
+            loaded, not redone.
         seed, deterministic: as in :func:`efficientnet.training.train`, for every model trained.
+
+    Raises:
+        ValueError: a bad setting, a smaller student, or a teacher of other classes — all before
+            any model is trained or any file written.
     """
     from . import data as data_lib
     from .engine import build_classifier, evaluate, load_run, train
     from .recipes import recipe as get_recipe
 
-    if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}.")
+    _check_settings(iterations, ratio, threshold, per_class, temperature, finetune_epochs)
+    if "learning_rate" in recipe_overrides:
+        recipe_overrides["base_learning_rate"] = recipe_overrides.pop("learning_rate")
     rec = get_recipe(recipe, **recipe_overrides)
+    if isinstance(student_weights, str) and student_weights.lower() in ("none", "scratch", "random"):
+        student_weights = None
+    start = rec.weights if student_weights == "recipe" else student_weights
+
+    teacher_run = None
+    if isinstance(teacher, (str, os.PathLike)) and os.path.isdir(os.fspath(teacher)):
+        teacher_run = os.fspath(teacher)
+        teacher_names, run_info = _read_run_classes(teacher_run)
     labeled_src = data_lib.scan_image_folder(labeled)
+    if teacher_run is not None:
+        labeled_src = _match_classes(labeled_src, teacher_names, teacher_run, labeled)
+    elif isinstance(teacher, keras.Model):
+        outputs = teacher.output_shape[-1]
+        if outputs != labeled_src.num_classes:
+            raise data_lib.DatasetError(
+                f"The teacher {teacher.name!r} predicts {outputs} classes, but the labeled images in "
+                f"{os.fspath(labeled)!r} have {labeled_src.num_classes}: {list(labeled_src.class_names)}. "
+                "Pass a teacher trained on these classes, or a variant name to train one here."
+            )
     names = labeled_src.class_names
     files = list(data_lib.list_images(unlabeled))
     val_src = data_lib.scan_image_folder(val_data, class_names=names) if val_data is not None else None
     if per_class is None:
         per_class = max(labeled_src.counts().values())
+
+    # The student's size is checked before anything is trained: all its parameters against all the
+    # teacher's (a frozen backbone still counts: the paper's students are at least the teacher's size).
+    probe = build_classifier(student, len(names), weights=None, recipe=rec)
+    student_params = int(probe.count_params())
+    del probe
+
     out = os.fspath(out_dir) if out_dir is not None else None
-    if out is not None:
-        os.makedirs(out, exist_ok=True)
 
     def sub(name):
         return os.path.join(out, name) if out is not None else None
@@ -281,10 +460,22 @@ def noisy_student(
     def started(path):
         return path is not None and os.path.isdir(os.path.join(path, "checkpoint"))
 
-    # The student's size is checked before anything is trained.
-    probe = build_classifier(student, len(names), weights=None, recipe=rec)
-    student_params = _trainable_count(probe)
-    del probe
+    def check_size(teacher_params: int, name) -> None:
+        if teacher_params > student_params:
+            _refuse(name, student, allow_smaller_student)
+
+    if isinstance(teacher, keras.Model):
+        check_size(int(teacher.count_params()), teacher.name)
+        teacher_model, teacher_record = teacher, _model_record(teacher, teacher_image_size, image_size)
+    elif teacher_run is not None:
+        teacher_model, _, _ = load_run(teacher_run)
+        check_size(int(teacher_model.count_params()), teacher_run)
+        teacher_record = _run_record("teacher", teacher_run, run_info, teacher_image_size)
+    else:
+        check_size(int(build_classifier(teacher, len(names), weights=None, recipe=rec).count_params()), teacher)
+        teacher_record = _variant_record("teacher", str(teacher), rec, image_size, rec.weights)
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
 
     figures: list[dict] = []
     common = dict(
@@ -295,46 +486,66 @@ def noisy_student(
         verbose=verbose,
         deterministic=deterministic,
     )
-    if isinstance(teacher, keras.Model):
-        teacher_model, teacher_name = teacher, teacher.name
-    elif isinstance(teacher, (str, os.PathLike)) and os.path.isdir(os.fspath(teacher)):
-        teacher_model, _, _ = load_run(teacher)
-        teacher_name = os.fspath(teacher)
-    else:
-        teacher_name = str(teacher)
+    if teacher_run is None and not isinstance(teacher, keras.Model):
         path = sub("teacher")
+        teacher_record["run"] = path
         if finished(path):
             teacher_model, _, _ = load_run(path)
         else:
-            if _trainable_count(build_classifier(teacher, len(names), weights=None, recipe=rec)) > student_params:
-                _refuse(teacher, student, allow_smaller_student)
             teacher_model = train(
                 teacher, labeled_src, recipe=rec, epochs=teacher_epochs, out_dir=path,
                 resume=resume and started(path), **common,
             ).model  # fmt: skip
-    if _trainable_count(teacher_model) > student_params:
-        _refuse(teacher_name, student, allow_smaller_student)
-    size = int(image_size or (teacher_model.input_shape[1] or 224))
-    if val_src is not None:
-        figures.append(
-            {"model": "teacher", "name": teacher_name, **_figures(evaluate(teacher_model, val_src, image_size=size))}
-        )
+    records = [teacher_record]
+
+    def score(model, record) -> None:
+        if val_src is None:
+            return
+        result = evaluate(
+            model, val_src, image_size=record["eval_size"], crop_padding=record["crop_padding"],
+            interpolation=record["interpolation"],
+        )  # fmt: skip
+        record.update(_figures(result))
+        figures.append({k: record[k] for k in ("model", "name", "eval_size", "top1", "loss", "num_images")})
+
+    score(teacher_model, teacher_record)
 
     student_rec = student_recipe(rec, noise)
-    current = teacher_model
+    current, labeler = teacher_model, teacher_record
     for it in range(1, iterations + 1):
-        probs = pseudo_label(current, files, image_size=size)
+        probs = pseudo_label(
+            current, files, image_size=labeler["eval_size"], crop_padding=labeler["crop_padding"],
+            interpolation=labeler["interpolation"],
+        )  # fmt: skip
         indices, labels = select_and_balance(probs, threshold, per_class, seed + it, hard=hard, temperature=temperature)
         if len(indices) == 0:
             raise data_lib.DatasetError(
                 f"No unlabeled image reaches the confidence threshold {threshold}; lower it or train a better teacher."
             )
+        path = sub(f"student{it}")
+        student_record = _variant_record(f"student{it}", student, student_rec, image_size, start)
+        student_record["run"] = path
+        record = {
+            "iteration": it,
+            "labeler": {k: labeler[k] for k in ("model", "name", "eval_size", "crop_padding", "interpolation")},
+            "threshold": threshold,
+            "per_class": int(per_class),
+            "hard": hard,
+            "temperature": temperature,
+            "unlabeled": len(files),
+            "pseudo_labeled": int(len(indices)),
+            "ratio": ratio,
+            "noise": noise,
+            "student": dict(student_record),
+        }
         if out is not None:
+            from .engine import _atomic_write_text
+
             os.makedirs(sub(f"iteration{it}"), exist_ok=True)
             pseudo_label_table(
                 os.path.join(sub(f"iteration{it}"), "pseudo_labels.csv"), files, probs, indices, names, threshold
             )
-        path = sub(f"student{it}")
+            _atomic_write_text(os.path.join(sub(f"iteration{it}"), "record.json"), json.dumps(record, indent=1))
         if finished(path):
             current, _, _ = load_run(path)
         else:
@@ -342,28 +553,30 @@ def noisy_student(
                 labeled_src, data_lib.SoftLabels(tuple(files[i] for i in indices), labels, names), ratio
             )
             current = train(
-                student, mixed, recipe=student_rec, epochs=student_epochs, out_dir=path,
+                student, mixed, recipe=student_rec, epochs=student_epochs, out_dir=path, weights=start,
                 resume=resume and started(path), **common,
             ).model  # fmt: skip
-        if val_src is not None:
-            figures.append(
-                {"model": f"student{it}", "name": student, **_figures(evaluate(current, val_src, image_size=size))}
-            )
+        records.append(student_record)
+        score(current, student_record)
+        labeler = student_record
 
     if finetune_epochs:
+        test_size = int(finetune_size or labeler["eval_size"])
         current = finetune_at_resolution(
-            current, labeled_src, finetune_size or size, finetune_epochs, batch_size=batch_size or rec.batch_size,
+            current, labeled_src, test_size, finetune_epochs, batch_size=batch_size or rec.batch_size,
             seed=seed, verbose=verbose,
         )  # fmt: skip
-        if val_src is not None:
-            test_size = finetune_size or size
-            figures.append({"model": "finetuned", "name": student,
-                            **_figures(evaluate(current, val_src, image_size=test_size))})  # fmt: skip
+        finetuned = {**labeler, "model": "finetuned", "weights": labeler["model"], "train_size": test_size,
+                     "eval_size": test_size, "run": None}  # fmt: skip
+        for key in ("top1", "loss", "num_images"):
+            finetuned.pop(key, None)
+        records.append(finetuned)
+        score(current, finetuned)
     if out is not None:
         from .engine import _atomic_write_text
 
         _atomic_write_text(os.path.join(out, "noisy_student.json"), json.dumps(figures, indent=1))
-    return NoisyStudentResult(current, tuple(names), figures, out)
+    return NoisyStudentResult(current, tuple(names), figures, out, records)
 
 
 def _figures(result) -> dict:
