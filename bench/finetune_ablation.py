@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     data = Path(args.data) if args.data else photo_set_dir()
     common = dict(epochs=args.epochs, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed)
     results = {}
-    print(f"| finetune recipe, one change | held-out top-1 | train accuracy | seconds |  ({args.epochs} epochs, "
-          f"{args.image_size} px, batch {args.batch_size}, seed {args.seed})")
+    print(
+        f"| finetune recipe, one change | held-out top-1 | train accuracy | seconds |  ({args.epochs} epochs, "
+        f"{args.image_size} px, batch {args.batch_size}, seed {args.seed})"
+    )
     print("|---|---:|---:|---:|")
     for name in args.rows:
         if name == "keras_script":
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             row = run_row(dict(ROWS)[name], data, **common)
         results[name] = row
-        print(f"| {name} | {row['val_accuracy'][-1]:.1%} | {row['train_accuracy'][-1]:.1%} | {row['seconds']:.0f} |",
-              flush=True)
+        print(
+            f"| {name} | {row['val_accuracy'][-1]:.1%} | {row['train_accuracy'][-1]:.1%} | {row['seconds']:.0f} |",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": common, "rows": results}, indent=1) + "\n")
     return results

@@ -50,12 +50,13 @@ def keras_script(train_dir, test_dir, *, image_size: int, batch_size: int, epoch
     load = dict(image_size=(image_size, image_size), batch_size=batch_size, label_mode="categorical")
     train = keras.utils.image_dataset_from_directory(train_dir, seed=seed, verbose=False, **load)
     test = keras.utils.image_dataset_from_directory(test_dir, shuffle=False, verbose=False, **load)
+    classes = len(train.class_names)
     flip = keras.layers.RandomFlip("horizontal", seed=seed)
     train = train.map(lambda x, y: (flip(x, training=True), y))
     base = efficientnet.EfficientNetLite0(
         include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3), pooling="avg"
     )
-    outputs = keras.layers.Dense(len(train.class_names), activation="softmax")(keras.layers.Dropout(0.2)(base.output))
+    outputs = keras.layers.Dense(classes, activation="softmax")(keras.layers.Dropout(0.2)(base.output))
     model = keras.Model(base.input, outputs)
     model.compile(keras.optimizers.Adam(1e-4), "categorical_crossentropy", metrics=["accuracy"])
     return model.fit(train, epochs=epochs, validation_data=test, verbose=0).history

@@ -1,27 +1,29 @@
-"""Noisy Student on real photos: a teacher trained on a few labeled crops labels the rest, a student learns from both.
+"""Noisy Student on real photos: a teacher trained on a few labeled photos labels the rest, a student learns from both.
 
-The photos and classes are those of ``examples/finetune.py`` (scikit-image photos, each photo a
-class; training crops from the left 60 % of a photo, held-out crops from the right 40 %). Only a
-few training crops per class keep their label (``labeled/<class>/*.jpg``); the others become a
+The photos are the committed flower set of ``examples/finetune.py`` (``examples/data/flowers``:
+independent Flickr photos, training and held-out photos by different photographers). Only a
+few training photos per class keep their label (``labeled/<class>/*.jpg``); the others become a
 flat folder of unlabeled images (``unlabeled/*.jpg``, shuffled and renamed: their labels are
 discarded — the true classes go to ``unlabeled_truth.json`` only to score the pseudo-labels).
+The held-out photos (``test/``) score every model.
 
 1. A teacher, ``efficientnet-lite0`` from the ImageNet weights that ship with the package, is
-   fine-tuned on the labeled crops (``finetune`` recipe, at a learning rate of 1e-3 rather than its 1e-4
-   for teacher and students: 4 epochs of 70 crops are only 16 steps, after which a 1e-4 teacher is
-   sure (top probability ≥ 0.3) of no unlabeled crop at all).
+   fine-tuned on the labeled photos (``finetune`` recipe, at a learning rate of 1e-3 rather than its 1e-4
+   for teacher and students: a few epochs of 50 photos are only a dozen steps, after which a 1e-4 teacher
+   is sure (top probability ≥ 0.3) of almost no unlabeled photo).
 2. :func:`efficientnet.training.noisy_student` pseudo-labels the unlabeled crops with it (clean
    images, inference mode), keeps those with confidence ≥ 0.3, balances the classes to ``N``
    images each (``--per-class``, 16: about the unlabeled crops per class, not the library's
    default of the labeled crops per class, 5) and trains an equal-size student on labeled +
    pseudo-labeled crops, noised with RandAugment (2, 27), dropout and stochastic depth.
-3. The same again with ``noise=False`` (the paper's ablation: no RandAugment, dropout or
-   stochastic depth on the student), from the same teacher.
+3. The control: the same again with ``noise=False`` (the paper's ablation: no RandAugment, dropout
+   or stochastic depth on the student), from the same teacher's pseudo-labels, the same student
+   initialisation (``student_weights``, recorded) and the same number of steps.
 
 Held-out top-1 of teacher, noisy student and student without noise is printed as a table,
 written as JSON (``--json``) with the pseudo-label statistics, and plotted (``--plot``).
 
-    python examples/noisy_student.py DATA_DIR [--json noisy_student.json] [--plot noisy_student.png] [--quick]
+    python examples/noisy_student.py WORK_DIR [--data DIR] [--json noisy_student.json] [--plot noisy_student.png]
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from finetune import PHOTOS, make_dataset  # noqa: E402  (the fine-tuning example's real-photo set)
+from photos import photo_set_dir  # noqa: E402  (the committed flower photos)
 
 
 def split_labeled(data_dir: str | os.PathLike, labeled_per_class: int, seed: int = 0) -> dict:
-    """Copies ``labeled_per_class`` crops of every ``train/<class>`` to ``labeled/<class>``, the rest to a flat
+    """Copies ``labeled_per_class`` photos of every ``train/<class>`` to ``labeled/<class>``, the rest to a flat
     ``unlabeled/`` folder under anonymous, shuffled names; their true classes go to ``unlabeled_truth.json``."""
     data_dir = Path(data_dir)
     rng = np.random.default_rng(seed)
@@ -52,7 +54,7 @@ def split_labeled(data_dir: str | os.PathLike, labeled_per_class: int, seed: int
     for name in classes:
         files = sorted((data_dir / "train" / name).glob("*.jpg"))
         if len(files) <= labeled_per_class:
-            raise ValueError(f"{name}: {len(files)} training crops, need more than {labeled_per_class}.")
+            raise ValueError(f"{name}: {len(files)} training photos, need more than {labeled_per_class}.")
         order = rng.permutation(len(files))
         (data_dir / "labeled" / name).mkdir(parents=True, exist_ok=True)
         for i in order[:labeled_per_class]:
@@ -101,28 +103,26 @@ def run(
     teacher_epochs: int = 4,
     student_epochs: int = 3,
     student: str = "efficientnet-lite0",
+    student_weights: str | None = "imagenet",
     iterations: int = 1,
-    per_class: int = 16,
-    image_size: int = 96,
+    per_class: int = 40,
+    image_size: int = 128,
     batch_size: int = 16,
     learning_rate: float = 1e-3,
     seed: int = 0,
     verbose: int = 0,
 ) -> dict:
-    """Teacher, Noisy Student and the student without noise on ``data_dir/labeled`` + ``data_dir/unlabeled``."""
-    import keras
-    import tensorflow as tf
-
+    """Teacher, Noisy Student and the student without noise on ``data_dir/labeled`` + ``data_dir/unlabeled``,
+    each scored on ``data_dir/test``."""
     # Not ``from efficientnet.training import noisy_student``: that name is also the submodule's, and the
     # package's lazy attribute resolves to the module rather than the function.
     from efficientnet.training.noisy_student import noisy_student
 
     data_dir = Path(data_dir)
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # noisy_student() has no deterministic= of its own
     truth = json.loads((data_dir / "unlabeled_truth.json").read_text())
     common = dict(
         student=student,
+        student_weights=student_weights,
         iterations=iterations,
         recipe="finetune",
         student_epochs=student_epochs,
@@ -130,8 +130,9 @@ def run(
         image_size=image_size,
         per_class=per_class,
         base_learning_rate=learning_rate,
-        val_data=str(data_dir / "val"),
+        val_data=str(data_dir / "test"),
         seed=seed,
+        deterministic=True,
         verbose=verbose,
     )
     runs, seconds = {}, {}
@@ -189,6 +190,7 @@ def run(
     return {
         "teacher": "efficientnet-lite0",
         "student": student,
+        "student_weights": student_weights,
         "recipe": "finetune",
         "iterations": iterations,
         "teacher_epochs": teacher_epochs,
@@ -265,49 +267,55 @@ def plot(results: dict, path: str | os.PathLike | None = None):
     return fig
 
 
+def prepare(work_dir: str | os.PathLike, data: str | os.PathLike, labeled_per_class: int, seed: int = 0) -> dict:
+    """Copies the set's ``train/`` and ``test/`` into ``work_dir``; splits ``train`` into labeled + unlabeled."""
+    work_dir, data = Path(work_dir), Path(data)
+    for split in ("train", "test"):
+        shutil.copytree(data / split, work_dir / split)
+    classes = sorted(p.name for p in (work_dir / "train").iterdir() if p.is_dir())
+    counts = {s: sum(len(list((work_dir / s / c).glob("*.jpg"))) for c in classes) for s in ("train", "test")}
+    described = {"path": str(data), "classes": classes, "num_classes": len(classes), "images": counts}
+    described.update(split_labeled(work_dir, labeled_per_class, seed=seed))
+    return described
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", help="where to write the image folders (train/, val/, labeled/, unlabeled/)")
+    parser.add_argument("work_dir", help="a new or empty folder for the split (labeled/, unlabeled/, test/) and runs")
+    parser.add_argument("--data", help="a photo set with train/ and test/ (default: the committed flower photos)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="save the held-out accuracy plot to this PNG")
     parser.add_argument("--teacher-epochs", type=int, default=4)
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--student", default="efficientnet-lite0", help="efficientnet-lite0, -lite1 or -lite2")
-    parser.add_argument("--iterations", type=int, default=1)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--classes", type=int, default=len(PHOTOS))
-    parser.add_argument("--train-per-class", type=int, default=24, help="training crops per class, labeled or not")
-    parser.add_argument("--labeled-per-class", type=int, default=5, help="of which keep their label")
-    parser.add_argument("--val-per-class", type=int, default=16)
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="the recipe's 1e-4 leaves a teacher of 16 steps unsure"
+        "--student-weights", default="imagenet", help="what both students start from: imagenet or scratch"
     )
-    parser.add_argument("--per-class", type=int, default=16, help="N, pseudo-labeled images per class")
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--labeled-per-class", type=int, default=10, help="training photos per class keeping a label")
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="the recipe's 1e-4 leaves a teacher of a dozen steps unsure"
+    )
+    parser.add_argument("--per-class", type=int, default=40, help="N, pseudo-labeled images per class")
     parser.add_argument("--quick", action="store_true", help="a much smaller run (a smoke test, not the comparison)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.teacher_epochs, args.student_epochs, args.classes = 3, 1, 4
-        args.train_per_class, args.labeled_per_class, args.val_per_class, args.per_class = 12, 4, 4, 8
+        args.teacher_epochs, args.student_epochs, args.image_size, args.per_class = 2, 1, 64, 8
+    weights = None if args.student_weights in ("scratch", "none", "None") else args.student_weights
 
     start = time.perf_counter()
-    if Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
-        parser.error(f"{args.data_dir} is not empty; give a new or empty directory")
-    dataset = make_dataset(
-        args.data_dir,
-        classes=args.classes,
-        train_per_class=args.train_per_class,
-        val_per_class=args.val_per_class,
-        seed=args.seed,
-    )
-    dataset["num_classes"] = args.classes
-    dataset.update(split_labeled(args.data_dir, args.labeled_per_class, seed=args.seed))
+    if Path(args.work_dir).exists() and any(Path(args.work_dir).iterdir()):
+        parser.error(f"{args.work_dir} is not empty; give a new or empty directory")
+    dataset = prepare(args.work_dir, args.data or photo_set_dir(), args.labeled_per_class, seed=args.seed)
     results = run(
-        args.data_dir,
+        args.work_dir,
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
         student=args.student,
+        student_weights=weights,
         iterations=args.iterations,
         per_class=args.per_class,
         image_size=args.image_size,
@@ -318,9 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["dataset"] = dataset
     results["seconds"] = round(time.perf_counter() - start, 1)
     print(
-        f"{args.classes} photos as classes: {args.labeled_per_class} labeled + "
-        f"{args.train_per_class - args.labeled_per_class} unlabeled training crops and {args.val_per_class} "
-        "held-out crops each"
+        f"{dataset['num_classes']} classes: {args.labeled_per_class} labeled training photos per class, "
+        f"{dataset['unlabeled']} unlabeled, {dataset['images']['test']} held-out photos"
     )
     print(table(results))
     print(stats_table(results))

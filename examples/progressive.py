@@ -97,8 +97,12 @@ def compare(
         "batch_size": batch_size,
         "seed": seed,
         "stages": [
-            {"epochs": [s.first_epoch, s.end_epoch], "size": s.image_size, "magnitude": s.randaugment_magnitude,
-             "dropout": s.dropout_rate}
+            {
+                "epochs": [s.first_epoch, s.end_epoch],
+                "size": s.image_size,
+                "magnitude": s.randaugment_magnitude,
+                "dropout": s.dropout_rate,
+            }
             for s in plan.stages(epochs)
         ],  # fmt: skip
         "runs": runs,
