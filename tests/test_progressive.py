@@ -1,4 +1,7 @@
-"""EfficientNetV2 progressive learning: the paper's stages, and a run that changes size and dropout."""
+"""EfficientNetV2 progressive learning: the linear rule on the paper's Table 6, and a run that changes size and dropout.
+
+automl's schedules (the default) are tested in test_v2_recipe_bn.py.
+"""
 
 import json
 
@@ -11,27 +14,35 @@ from efficientnet.training import data as data_lib  # noqa: E402
 from efficientnet.training import engine  # noqa: E402
 from efficientnet.training.progressive import ProgressiveSchedule, progressive_schedule  # noqa: E402
 
+# V2 paper, Table 6 (first and last stage), typed by hand: (size, RandAugment, Mixup, dropout).
+PAPER_TABLE6 = {
+    "efficientnetv2-s": ((128, 300), (5, 15), (0, 0), (0.1, 0.3)),
+    "efficientnetv2-m": ((128, 380), (5, 20), (0, 0.2), (0.1, 0.4)),
+    "efficientnetv2-l": ((128, 380), (5, 25), (0, 0.4), (0.1, 0.5)),
+}
+
 
 @pytest.mark.parametrize(
-    "variant, sizes, magnitudes, mixups, dropouts, eval_size",
+    "variant, sizes, magnitudes, mixups, dropouts",
     [
-        # V2 paper, Table 6: first and last stage; 4 stages, linear in between (sizes truncated).
+        # 4 stages, linear in between (sizes truncated).
         ("efficientnetv2-s", [128, 185, 242, 300], [5, 5 + 10 / 3, 5 + 20 / 3, 15], [0, 0, 0, 0],
-         [0.1, 0.1 + 0.2 / 3, 0.1 + 0.4 / 3, 0.3], 384),
+         [0.1, 0.1 + 0.2 / 3, 0.1 + 0.4 / 3, 0.3]),
         ("efficientnetv2-m", [128, 212, 296, 380], [5, 10, 15, 20], [0, 0.2 / 3, 0.4 / 3, 0.2],
-         [0.1, 0.2, 0.3, 0.4], 480),
+         [0.1, 0.2, 0.3, 0.4]),
         ("efficientnetv2-l", [128, 212, 296, 380], [5, 11.666666, 18.333333, 25], [0, 0.4 / 3, 0.8 / 3, 0.4],
-         [0.1, 0.1 + 0.4 / 3, 0.1 + 0.8 / 3, 0.5], 480),
+         [0.1, 0.1 + 0.4 / 3, 0.1 + 0.8 / 3, 0.5]),
     ],
 )  # fmt: skip
-def test_stages_equal_the_paper_table(variant, sizes, magnitudes, mixups, dropouts, eval_size):
-    schedule = progressive_schedule(variant)
+def test_linear_rule_on_the_paper_table(variant, sizes, magnitudes, mixups, dropouts):
+    size, ram, mixup, dropout = PAPER_TABLE6[variant]
+    schedule = ProgressiveSchedule(size=size, randaugment=ram, mixup=mixup, dropout=dropout, eval_size=384)
     stages = schedule.stages(epochs=350)
     assert [s.image_size for s in stages] == sizes
     assert [s.randaugment_magnitude for s in stages] == pytest.approx(magnitudes, abs=1e-5)
     assert [s.mixup_alpha for s in stages] == pytest.approx(mixups)
     assert [s.dropout_rate for s in stages] == pytest.approx(dropouts)
-    assert schedule.eval_size == eval_size
+    assert [s.cutmix_alpha for s in stages] == [0, 0, 0, 0]
     assert [(s.first_epoch, s.end_epoch) for s in stages] == [(0, 88), (88, 175), (175, 262), (262, 350)]
 
 

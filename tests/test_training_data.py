@@ -39,8 +39,8 @@ def test_v2_recipe_takes_the_variant_table():
     assert (r.augmentation, r.randaugment_magnitude, r.mixup_alpha) == ("randaugment", 15.0, 0.2)
     b0 = recipe("efficientnetv2", variant="efficientnetv2-b0")
     assert (b0.train_size, b0.eval_size, b0.augmentation) == (192, 224, "autoaugment")
-    assert V2_TRAINING["efficientnetv2-s"] == (300, 384, 0.2, 10, 0.0, "randaugment")
-    assert V2_PROGRESSIVE["efficientnetv2-l"]["size"] == (128, 380)
+    assert V2_TRAINING["efficientnetv2-s"] == (300, 384, 0.2, 10, 0.0, 0.0, "randaugment")
+    assert V2_PROGRESSIVE["efficientnetv2-l"]["size"] == (128, 384)  # automl: ibase 128 to train size
     assert b0.ema_decay == 0.9999 and b0.optimizer_name == "rmsprop_tf"
 
 

@@ -30,6 +30,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides["base_learning_rate"] = args.learning_rate
     if args.remat:
         overrides["remat"] = True
+    if args.freeze_bn is not None:
+        overrides["freeze_bn"] = args.freeze_bn
     result = train(
         args.model,
         args.data_dir,
@@ -110,7 +112,18 @@ def add_train_parser(sub) -> None:
     t.add_argument("--strict-files", action="store_true", help="stop at an unreadable image instead of skipping it")
     t.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     t.add_argument(
-        "--progressive", action="store_true", help="EfficientNetV2 progressive learning (V2-S/M/L; the paper's table)"
+        "--progressive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="EfficientNetV2 progressive learning in google/automl's 4 stages (default: the recipe's; "
+        "on in efficientnetv2)",
+    )
+    t.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep BatchNormalization frozen (inference mode) throughout (default: the recipe's; "
+        "finetune freezes it when starting from weights)",
     )
     t.add_argument(
         "--strategy",

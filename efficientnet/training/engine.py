@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -176,6 +177,58 @@ def _set_trainable(model: keras.Model, *, head_only: bool, freeze_bn: bool) -> N
             layer.trainable = True
 
 
+_BLOCK = re.compile(r"^(block\d+[a-z]+)_")
+
+
+def _is_stochastic_depth(layer) -> bool:
+    return (
+        isinstance(layer, keras.layers.Dropout)
+        and layer.name.endswith("drop")
+        and tuple(getattr(layer, "noise_shape", None) or ())[1:] == (1, 1, 1)
+    )
+
+
+def _apply_recipe_to_model(model: keras.Model, rec: Recipe) -> dict[str, float]:
+    """Gives a ``keras.Model`` passed to :func:`train` the recipe's BN momentum, dropout and stochastic depth.
+
+    Returns the settings applied; warns naming those the model has no layer for.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False) if not layer._layers]
+    applied: dict[str, float] = {}
+    missing: list[str] = []
+    batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = float(rec.bn_momentum)
+    if batch_norms:
+        applied["bn_momentum"] = rec.bn_momentum
+    if rec.dropout_rate is not None:
+        from .progressive import set_dropout
+
+        if set_dropout(model, rec.dropout_rate):
+            applied["dropout_rate"] = rec.dropout_rate
+        else:
+            missing.append(f"dropout_rate={rec.dropout_rate} (no 'top_dropout' layer)")
+    drops = [layer for layer in layers if _is_stochastic_depth(layer)]
+    # The builder's naming: blocks ``block{stage}{letter}_*`` in order; block b of N drops rate * b / N
+    # (a residual block has a ``*_drop`` layer; block 0 and blocks without a skip have none).
+    blocks = list(dict.fromkeys(m.group(1) for layer in layers if (m := _BLOCK.match(layer.name))))
+    index = {name: b for b, name in enumerate(blocks)}
+    if drops and all(layer.name[: -len("_drop")] in index for layer in drops):
+        for layer in drops:
+            layer.rate = float(rec.drop_connect_rate) * index[layer.name[: -len("_drop")]] / len(blocks)
+        applied["drop_connect_rate"] = rec.drop_connect_rate
+    elif rec.drop_connect_rate > 0:
+        missing.append(f"drop_connect_rate={rec.drop_connect_rate} (no 'block*_drop' layers)")
+    if missing:
+        warnings.warn(
+            f"train() could not apply the {rec.name!r} recipe's {', '.join(missing)} to the Keras model "
+            f"{model.name!r}; it trains with its own. Build it with these settings to follow the recipe.",
+            stacklevel=3,
+        )
+    model.train_function = model.test_function = model.predict_function = None
+    return applied
+
+
 # --- data -------------------------------------------------------------------------------------
 
 
@@ -300,7 +353,7 @@ def train(
     cache: str | None = None,
     on_bad_file: str = "skip",
     deterministic: bool = False,
-    progressive=False,
+    progressive=None,
     synchronized_bn: bool = False,
     **recipe_overrides,
 ) -> TrainResult:
@@ -323,17 +376,28 @@ def train(
             ``"data-parallel"`` (JAX), a ``tf.distribute.Strategy`` or a ``keras.distribution``
             distribution (see :mod:`efficientnet.training.distribute`). Only the chief writes ``out_dir``.
         synchronized_bn: cross-replica batch norm (TensorFlow strategies), as the TPU recipe.
-        weights: for a named model, the weights to start from (default: the recipe's).
+        weights: for a named model, the weights to start from (default: the recipe's). A
+            ``keras.Model`` is used as it is (load its weights yourself): ``weights=`` is refused there.
         seed: seeds the data order, crops, augmentation and dropout of every epoch.
         resume: continue the run in ``out_dir`` from its last finished epoch.
         callbacks: more Keras callbacks.
         cache: a file prefix to cache decoded training images in.
         on_bad_file: ``"skip"`` unreadable images with a warning, or ``"error"``.
         deterministic: make TensorFlow's kernels deterministic (bitwise-reproducible runs).
-        progressive: EfficientNetV2's progressive learning: ``True`` for the V2 paper's schedule of
-            the named variant (V2-S/M/L), or a :class:`~efficientnet.training.progressive.ProgressiveSchedule`.
-            Each stage trains at its image size, RandAugment magnitude, Mixup and dropout;
+        progressive: EfficientNetV2's progressive learning. ``None`` (default): the recipe's
+            (``progressive_stages``; on in ``"efficientnetv2"``, as google/automl), ending at the
+            recipe's own values and the run's image size; with fewer epochs than stages it is
+            skipped with a warning. ``True``: on, from automl's table for a named V2 variant (else
+            from the recipe); ``False``: off; or a :class:`~efficientnet.training.progressive.ProgressiveSchedule`.
+            Each stage trains at its image size, RandAugment magnitude, Mixup, CutMix and dropout;
             evaluation runs at the schedule's eval size.
+
+    BatchNormalization follows the recipe's ``freeze_bn`` (``--freeze-bn``/``--no-freeze-bn``) for
+    named variants and ``keras.Model`` s alike. A ``keras.Model`` passed in also gets the recipe's
+    ``bn_momentum`` (every BatchNormalization), ``dropout_rate`` (its ``top_dropout`` layer, when
+    the recipe sets one) and ``drop_connect_rate`` (its stochastic-depth ``*drop`` layers, block
+    ``b`` of ``N`` at ``rate * b / N`` as the builder does); a setting the model has no layer for
+    is named in a warning.
 
     Raises:
         DatasetError: bad data (see :func:`efficientnet.training.data.scan_image_folder`), or
@@ -341,7 +405,7 @@ def train(
         RunError: ``out_dir`` holds another run (and ``resume`` is off), or nothing to resume.
     """
     from . import data as data_lib
-    from .optim import ExponentialMovingAverage, apply_l2_regularization
+    from .optim import ExponentialMovingAverage
 
     if "learning_rate" in recipe_overrides:
         recipe_overrides["base_learning_rate"] = recipe_overrides.pop("learning_rate")
@@ -358,17 +422,29 @@ def train(
 
         tf.config.experimental.enable_op_determinism()
 
+    if isinstance(model, keras.Model) and weights is not _DEFAULT:
+        raise ValueError(
+            "weights= applies to a variant name; a keras.Model is trained as it is. Load its weights first "
+            "(model.load_weights(...)); whether its BatchNormalization stays frozen is the recipe's freeze_bn."
+        )
     schedule = None
-    if progressive is True:
+    if progressive is True and variant_name is not None:
         from .progressive import progressive_schedule
 
-        if variant_name is None:
-            raise ValueError("progressive=True needs a variant name; pass a ProgressiveSchedule for a Keras model.")
-        schedule = progressive_schedule(variant_name)
-    elif progressive:
+        schedule = progressive_schedule(variant_name, num_stages=rec.progressive_stages or 4)
+    elif progressive is not None and progressive is not True and progressive is not False:
         schedule = progressive
     if schedule is not None:
         schedule.stages(epochs)  # refuses too few epochs before anything is built
+    # progressive=None with the recipe's stages, or True for a Keras model: derived from the recipe below.
+    from_recipe = schedule is None and (progressive is True or (progressive is None and rec.progressive_stages > 0))
+    if from_recipe and progressive is None and epochs < rec.progressive_stages:
+        warnings.warn(
+            f"The {rec.name!r} recipe's progressive learning needs at least {rec.progressive_stages} epochs; "
+            f"training {epochs} at its final stage's settings (progressive=False silences this).",
+            stacklevel=2,
+        )
+        from_recipe = False
 
     source = _source(train_data, class_names=class_names, on_bad_file=on_bad_file)
     names = source.class_names
@@ -418,9 +494,10 @@ def train(
             default_size = rec.train_size or variant.default_size
         elif isinstance(model, keras.Model):
             net = model
-            pretrained = weights is not _DEFAULT and weights is not None
+            pretrained = True  # a model handed over is taken as trained (freeze_bn=None)
             side = net.input_shape[1] if net.input_shape and len(net.input_shape) == 4 else None
             default_size = rec.train_size or side or 224
+            _apply_recipe_to_model(net, rec)
         else:
             raise TypeError(f"model must be a variant name or a keras.Model, got {type(model).__name__}.")
         enable_keras_fit_on_multiworker(net)  # Keras 3.15's fit under MultiWorkerMirroredStrategy
@@ -443,8 +520,13 @@ def train(
         if synchronized_bn:
             set_synchronized_bn(net)
         if rec.l2_weight_decay:
-            apply_l2_regularization(net, rec.l2_weight_decay)
-        freeze_bn = rec.freeze_bn and pretrained
+            rec.apply_weight_decay(net)
+        freeze_bn = pretrained if rec.freeze_bn is None else rec.freeze_bn
+        if from_recipe:
+            from .progressive import schedule_from_recipe
+
+            schedule = schedule_from_recipe(rec, size, rec.eval_size or size, num_stages=rec.progressive_stages or 4)
+            schedule.stages(epochs)
         phase = None
 
         def enter_phase(epoch: int) -> None:
@@ -498,13 +580,15 @@ def train(
         es = data_lib.epoch_seed(seed, epoch)
         with dist.scope():
             enter_phase(epoch)
-        epoch_size, magnitude, mixup = size, None, None
+        epoch_size, magnitude, mixup, cutmix = size, None, None, None
         if schedule is not None:
             from .progressive import set_dropout
 
             stage = schedule.stage_at(epoch, epochs)
-            epoch_size, magnitude, mixup = stage.image_size, stage.randaugment_magnitude, stage.mixup_alpha
-            set_dropout(net, stage.dropout_rate)
+            epoch_size, magnitude = stage.image_size, stage.randaugment_magnitude
+            mixup, cutmix = stage.mixup_alpha, stage.cutmix_alpha
+            if stage.dropout_rate is not None:
+                set_dropout(net, stage.dropout_rate)
         ds = data_lib.train_dataset(
             source,
             image_size=epoch_size,
@@ -512,7 +596,7 @@ def train(
             seed=seed,
             epoch=epoch,
             augment=rec.augmentation_layers(es, magnitude=magnitude),
-            batch_augment=rec.batch_augmentation(es, mixup_alpha=mixup),
+            batch_augment=rec.batch_augmentation(es, mixup_alpha=mixup, cutmix_alpha=cutmix),
             random_crop=rec.random_crop,
             interpolation=rec.interpolation,
             cache=cache,
