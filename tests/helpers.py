@@ -92,3 +92,25 @@ def make_image_folder(root, classes=("cat", "coffee", "rocket"), per_class: int 
             ext = "png" if i % 2 else "jpg"
             Image.fromarray(image[y : y + s, x : x + s, :3]).save(os.path.join(root, cls, f"{i}.{ext}"))
     return str(root)
+
+
+def photo_set(tmp_path):
+    """The examples' flower photos and ``True``, or a small stand-in folder of scikit-image crops and ``False``.
+
+    The flower set is not committed (examples/data/README.md says where it comes from); where
+    ``photo_set_dir()`` does not find it the examples can still be run on the stand-in, which checks
+    their pipeline but not their figures.
+    """
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from photos import photo_set_dir
+
+    try:
+        return photo_set_dir(), True
+    except FileNotFoundError:
+        classes = ("cat", "coffee", "rocket")
+        make_image_folder(Path(tmp_path) / "stand_in" / "train", classes, per_class=16, seed=0)
+        make_image_folder(Path(tmp_path) / "stand_in" / "test", classes, per_class=6, seed=1)
+        return Path(tmp_path) / "stand_in", False

@@ -449,6 +449,7 @@ def train_dataset(
     augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
     batch_augment: Callable[[dict], dict] | None = None,
     random_crop: bool = True,
+    crop_area_min: float = 0.08,
     interpolation: str = "bicubic",
     cache: str | None = None,
 ) -> tf.data.Dataset:
@@ -470,6 +471,7 @@ def train_dataset(
             augment=augment,
             batch_augment=batch_augment,
             random_crop=random_crop,
+            crop_area_min=crop_area_min,
             interpolation=interpolation,
         )
     if len(folder) < batch_size:
@@ -499,7 +501,9 @@ def train_dataset(
     def crop(index, image, label):
         element_seed = tf.stack([tf.constant(es, tf.int64), index])
         if random_crop:
-            image = random_crop_and_resize(image, image_size, element_seed, interpolation=interpolation)
+            image = random_crop_and_resize(
+                image, image_size, element_seed, area_range=(crop_area_min, 1.0), interpolation=interpolation
+            )
         else:
             image = center_crop_and_resize(image, image_size, interpolation=interpolation)
         return image, label

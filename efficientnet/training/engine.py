@@ -114,8 +114,9 @@ def build_classifier(
 
     The layer names and order equal ``EfficientNetXX(weights=None, classes=num_classes)``, so the
     trained weights load there by name or position; ``weights`` (e.g. ``"imagenet"``) initialise the
-    backbone. The new classifier starts at zero (uniform predictions, as BiT's fine-tuning does):
-    the reference initialiser scales with 1/classes and gives a few-class head logits in the tens.
+    backbone. With the recipe's ``zero_head`` (the default) the new classifier starts at zero (uniform
+    predictions, as BiT's fine-tuning does): the reference initialiser scales with 1/classes and gives a
+    few-class head logits in the tens; ``zero_head=False`` keeps that reference initialiser.
     The input size is free (``(None, None, 3)``) so training may change it.
     """
     from ..builder import EfficientNet, add_head
@@ -139,8 +140,9 @@ def build_classifier(
         classifier_activation="softmax",
     )
     net = (RematModel if rec.remat else keras.Model)(backbone.inputs, outputs, name=variant.name)
-    head = net.get_layer("predictions")
-    head.kernel.assign(np.zeros(tuple(head.kernel.shape), keras.backend.standardize_dtype(head.kernel.dtype)))
+    if rec.zero_head:
+        head = net.get_layer("predictions")
+        head.kernel.assign(np.zeros(tuple(head.kernel.shape), keras.backend.standardize_dtype(head.kernel.dtype)))
     return net
 
 
@@ -598,6 +600,7 @@ def train(
             augment=rec.augmentation_layers(es, magnitude=magnitude),
             batch_augment=rec.batch_augmentation(es, mixup_alpha=mixup, cutmix_alpha=cutmix),
             random_crop=rec.random_crop,
+            crop_area_min=rec.crop_area_min,
             interpolation=rec.interpolation,
             cache=cache,
         )
