@@ -10,6 +10,7 @@ training or evaluation starts.
 - :class:`RMSpropTF`, :class:`WarmupExponentialDecay`, :func:`apply_l2_regularization`,
   :class:`ExponentialMovingAverage` (:mod:`.optim`): what Keras lacks for the recipe.
 - :class:`AutoAugment` (:mod:`.autoaugment`): policy v0 from Keras' augmentation layers.
+- :class:`RandAugment` (:mod:`.randaugment`): the reference's RandAugment on the same ops.
 - :func:`noisy_student`, :func:`select_and_balance`, :func:`finetune_at_resolution`
   (:mod:`.noisy_student`) and V2's progressive learning (:mod:`.progressive`).
 """
@@ -23,6 +24,7 @@ __all__ = [
     "EvalResult",
     "ExponentialMovingAverage",
     "RMSpropTF",
+    "RandAugment",
     "Recipe",
     "RECIPES",
     "TrainResult",
@@ -47,6 +49,7 @@ _WHERE = {
     "EvalResult": "engine",
     "ExponentialMovingAverage": "optim",
     "RMSpropTF": "optim",
+    "RandAugment": "randaugment",
     "Recipe": "recipes",
     "RECIPES": "recipes",
     "TrainResult": "engine",

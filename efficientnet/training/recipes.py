@@ -67,9 +67,11 @@ class Recipe:
         drop_connect_rate: stochastic depth's last-block rate (``0.2`` = survival 0.8).
         dropout_rate: before the classifier (``None``: the variant's).
         augmentation: ``"autoaugment"`` (policy v0), ``"randaugment"``, ``"flip"`` or ``"none"``.
-        randaugment_layers, randaugment_magnitude: RandAugment's N and M, M on the RandAugment
-            paper's 0–30 scale (V2's Table 6 uses 5–25, Noisy Student 27); Keras' ``RandAugment``
-            gets ``factor = M / 30`` (its factor is bounded by 1) and is applied per image.
+        randaugment_layers, randaugment_magnitude: RandAugment's N and M
+            (:class:`~efficientnet.training.RandAugment`, the reference's
+            ``distort_image_with_randaugment``): N ops per image, each at the fixed level M on the
+            reference's 0–10 level scale (``_MAX_LEVEL = 10``), which extrapolates above 10 (V2's
+            Table 6 uses 5–25, Noisy Student 27); M in [0, 30], the range the reference documents.
         mixup_alpha, cutmix_alpha: batch mixing (0: off). With both, as automl's
             ``datasets.py`` (``mixing``): MixUp on the first half of each batch, CutMix on the second.
         random_crop: the Inception-style random-resized crop for training (else the eval crop).
@@ -259,10 +261,10 @@ class Recipe:
 
             policy = AutoAugment("v0", seed=seed + 1)
         else:
+            from .randaugment import RandAugment
+
             m = self.randaugment_magnitude if magnitude is None else magnitude
-            policy = keras.layers.RandAugment(
-                value_range=(0, 255), num_ops=self.randaugment_layers, factor=m / 30.0, seed=seed + 1
-            )
+            policy = RandAugment(self.randaugment_layers, m, seed=seed + 1)
 
         def augment(image):
             return policy(flip(image))
