@@ -33,6 +33,18 @@ ROWS: tuple[tuple[str, dict], ...] = (
     ("schedule=constant", {"schedule": "constant"}),
     ("zero_head=False", {"zero_head": False}),
     ("label_smoothing=0", {"label_smoothing": 0.0}),
+    ("freeze_bn=False, random_crop=False", {"freeze_bn": False, "random_crop": False}),
+    (
+        "as the Keras script: BN trained, no crop, no smoothing, constant lr, no decay, reference head",
+        {
+            "freeze_bn": False,
+            "random_crop": False,
+            "label_smoothing": 0.0,
+            "schedule": "constant",
+            "decoupled_weight_decay": 0.0,
+            "zero_head": False,
+        },
+    ),
 )
 
 
