@@ -54,7 +54,11 @@ def tiny_run(tmp_path_factory):
     head = result.model.get_layer("predictions")
     head.kernel.assign(np.random.default_rng(0).normal(0, 0.3, tuple(head.kernel.shape)).astype("float32"))
     save_weights(result.model, str(out / engine.WEIGHTS_FILE))
-    image = _photo(str(root / "one" / "cat" / "photo.jpg"))
+    # The sample photo itself: PIL and TensorFlow decode this JPEG differently (up to 6 levels), so
+    # predict must read images as the evaluation pipeline does.
+    image = str(root / "one" / "cat" / "photo.jpg")
+    os.makedirs(os.path.dirname(image))
+    shutil.copy(preprocessing.sample_image_path(), image)
     return out, os.path.dirname(os.path.dirname(image)), image
 
 
