@@ -1,6 +1,6 @@
 """The ``efficientnet`` command: ``predict``, ``train``, ``evaluate``, ``convert`` and ``list``.
 
-efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR]
+efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR] [--json]
 efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
 efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
 efficientnet export MODEL_OR_WEIGHTS OUT --format onnx [--model VARIANT]
@@ -20,34 +20,55 @@ __all__ = ["main"]
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import numpy as np
+    import json
 
-    from . import builder, config
-    from .preprocessing import center_crop_and_resize, decode_predictions, load_image, sample_image_path
+    import numpy as np
+    import tensorflow as tf
+
+    from . import builder
+    from .preprocessing import data_config, decode_predictions, sample_image_path
+    from .training.data import decode_image
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
     class_names = None
     if args.run is not None:
-        from .training.engine import load_run
+        from .training.engine import load_run, run_data_config
 
         model, class_names, run = load_run(args.run)
-        size = run["eval_size"]
+        config = run_data_config(run)
     else:
-        variant = config.get_variant(args.model)
-        model = builder.EfficientNet(variant, weights=args.weights, input_shape=None)
-        size = variant.default_size
-    paths = args.images or [sample_image_path()]
-    for path in paths:
-        image = center_crop_and_resize(load_image(path), size).astype("float32")
-        probs = np.asarray(model.predict(image[None], verbose=0))
-        print(f"{path}:")
+        config = data_config(args.model, args.weights)
+        model = builder.EfficientNet(args.model, weights=args.weights, input_shape=None)
+    records = []
+    for path in args.images or [sample_image_path()]:
+        # The evaluation pipeline's decoder and crop: the model sees what `evaluate` gives it.
+        image = decode_image(tf.io.read_file(path)).numpy()
+        probs = np.asarray(model.predict(config.eval_transform(image)[None], verbose=0))[0]
         if class_names is not None:
-            for rank, index in enumerate(np.argsort(-probs[0])[: args.top], 1):
-                print(f"  {rank}. {class_names[index]:<30s} {probs[0, index]:7.2%}")
-            continue
-        for rank, (wnid, label, p) in enumerate(decode_predictions(probs, top=args.top)[0], 1):
-            print(f"  {rank}. {label:<30s} {p:7.2%}  ({wnid})")
+            top = [(None, class_names[i], float(probs[i])) for i in np.argsort(-probs)[: args.top]]
+        else:
+            top = decode_predictions(probs[None], top=args.top)[0]
+        records.append((path, probs, top))
+    if args.json:
+        out = {
+            "data_config": config.to_dict(),
+            "images": [
+                {
+                    "image": path,
+                    "probabilities": probs.tolist(),
+                    "top": [{"label": label, "probability": p, "wnid": wnid} for wnid, label, p in top],
+                }
+                for path, probs, top in records
+            ],
+        }
+        json.dump(out, sys.stdout, indent=1)
+        print()
+        return 0
+    for path, _, top in records:
+        print(f"{path}:")
+        for rank, (wnid, label, p) in enumerate(top, 1):
+            print(f"  {rank}. {label:<30s} {p:7.2%}" + (f"  ({wnid})" if wnid else ""))
     return 0
 
 
@@ -81,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="lite0", help="variant name (default: lite0, whose weights ship offline)")
     p.add_argument("--weights", default="imagenet", help="weight set or .h5 path (default: imagenet)")
     p.add_argument("--top", type=int, default=5)
-    p.add_argument("--run", default=None, help="a train run directory: its model, weights and class names")
+    p.add_argument("--run", default=None, help="a train run directory: its model, weights, classes and data config")
+    p.add_argument("--json", action="store_true", help="print the probabilities and the data config as JSON")
     p.set_defaults(func=_predict)
 
     from .training.cli import add_evaluate_parser, add_noisy_student_parser, add_train_parser

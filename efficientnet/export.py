@@ -54,6 +54,8 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from .preprocessing import DataConfig
+
 __all__ = ["FORMATS", "export_model", "add_export_parser", "quantize_onnx", "simplify_onnx"]
 
 FORMATS = ("saved_model", "onnx", "openvino", "litert")
@@ -639,6 +641,7 @@ def quantize_onnx(
     limit: int = 128,
     keep_float: Sequence[str] | None = None,
     percentile: float | None = 99.999,
+    data_config: DataConfig | None = None,
 ) -> Path:
     """Static int8 quantisation of an exported ONNX model with onnxruntime, calibrated on images.
 
@@ -662,6 +665,10 @@ def quantize_onnx(
             the first block's projection (``block1a_project…``) and the ``predictions``
             layer's; ``()`` quantises everything.
         percentile: calibrate activation ranges on this percentile; ``None``: min/max.
+        data_config: the model's :class:`~efficientnet.preprocessing.DataConfig`
+            (``efficientnet.preprocessing.data_config(variant, weights)``): the calibration
+            crops get its evaluation crop, interpolation and size; default: the papers'
+            ``size / (size + 32)`` bicubic crop.
 
     Returns:
         The path written. Needs the ``onnxruntime`` package.
@@ -681,7 +688,7 @@ def quantize_onnx(
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
     size = image_size or next((d for d in model_input.shape[1:3] if isinstance(d, int)), None)
-    batch = _calibration_batch(calibration_images, size, limit)
+    batch = _calibration_batch(calibration_images, size, limit, data_config)
     del session
 
     class _Reader(CalibrationDataReader):
@@ -787,12 +794,12 @@ def _int8_source(model_path: Path, scratch: Path) -> Path:
     return source
 
 
-def _calibration_batch(images, size: int | None, limit: int) -> np.ndarray:
+def _calibration_batch(images, size: int | None, limit: int, data_config: DataConfig | None = None) -> np.ndarray:
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
             raise ValueError(f"Calibration images must be (N, H, W, 3), got shape {images.shape}.")
         return images[:limit].astype("float32")
-    from .preprocessing import center_crop_and_resize, load_image
+    from .preprocessing import IMAGE_EXTENSIONS, center_crop_and_resize, load_image
 
     if size is None:
         raise ValueError("The model's input size is dynamic: pass image_size= for the calibration crops.")
@@ -800,13 +807,15 @@ def _calibration_batch(images, size: int | None, limit: int) -> np.ndarray:
         folder = Path(images)
         if not folder.is_dir():
             raise ValueError(f"{str(folder)!r} is not a folder of calibration images.")
-        suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     else:
         files = [Path(p) for p in images]
     if not files:
-        raise ValueError(f"No calibration images (.jpg, .png...) found in {images!r}.")
-    crops = [center_crop_and_resize(load_image(str(p)), size) for p in files[:limit]]
+        raise ValueError(f"No calibration images ({', '.join(IMAGE_EXTENSIONS)}) found in {images!r}.")
+    if data_config is not None:
+        crops = [data_config.eval_transform(load_image(str(p)), size) for p in files[:limit]]
+    else:
+        crops = [center_crop_and_resize(load_image(str(p)), size) for p in files[:limit]]
     return np.stack(crops).astype("float32")
 
 
@@ -884,7 +893,12 @@ def _export_command(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
             float_model = export_model(model, Path(scratch) / "float32.onnx", "onnx", **options)
-            path = quantize_onnx(float_model, output, int8, image_size=args.image_size)
+            config = None
+            if args.variant is not None:
+                from .preprocessing import data_config
+
+                config = data_config(args.variant, args.model)  # a registered weight set's, else the variant's
+            path = quantize_onnx(float_model, output, int8, image_size=args.image_size, data_config=config)
     shape = tuple(model.inputs[0].shape[1:])
     batch = "dynamic" if args.batch_size is None else args.batch_size
     kind = f"{args.format}, int8" if int8 is not None else args.format

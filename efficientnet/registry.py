@@ -17,6 +17,7 @@ from types import MappingProxyType
 import keras
 
 from . import config, models, xception
+from .preprocessing import DataConfig, data_config
 from .weights.registry import available_weights
 
 __all__ = ["ModelInfo", "create_model", "get_model_info", "list_models"]
@@ -54,22 +55,6 @@ _PARAMS: Mapping[str, int] = MappingProxyType(
     }
 )
 
-# V2 trains smaller than it evaluates (google/automl's hparams; the training recipes use the same table).
-_V2_TRAIN_SIZES = MappingProxyType(
-    {
-        "efficientnetv2-b0": 192,
-        "efficientnetv2-b1": 192,
-        "efficientnetv2-b2": 208,
-        "efficientnetv2-b3": 240,
-        "efficientnetv2-s": 300,
-        "efficientnetv2-m": 384,
-        "efficientnetv2-l": 384,
-        "efficientnetv2-xl": 384,
-    }
-)
-_XCEPTION_CROP = 0.903  # timm's xception65.tf_in1k / DeepLab's ImageNet evaluation at 299
-CROP_PADDING = 32  # the EfficientNet papers' evaluation crop: size / (size + 32)
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -83,8 +68,9 @@ class ModelInfo:
             weights are evaluated at (keras.applications' ``default_size``).
         train_size: the papers' training size (smaller for V2; the same otherwise).
         crop: the evaluation centre-crop fraction (``size / (size + 32)`` for V1 and Lite,
-            1.0 for V2, timm's 0.903 for Xception).
+            1.0 for V2, timm's 0.903 for Xception), rounded to 4 digits.
         interpolation: the evaluation resize method.
+        All four come from :attr:`data_config` (:func:`efficientnet.preprocessing.data_config`).
         weights: the registered weight sets (``weights=`` names that need no file).
         params: ``count_params()`` with the 1000-class top.
     """
@@ -105,37 +91,37 @@ class ModelInfo:
         return self.default_size
 
     @property
+    def data_config(self) -> DataConfig:
+        """The architecture's data config (normalisation, sizes, crop, interpolation, padding, BN epsilon)."""
+        return data_config(self.name)
+
+    @property
     def constructor_name(self) -> str:
         return self.constructor.__name__
+
+
+def _info(name: str, family: str, constructor: Callable[..., keras.Model]) -> ModelInfo:
+    data = data_config(name)
+    return ModelInfo(
+        name=name,
+        family=family,
+        constructor=constructor,
+        default_size=data.eval_size,
+        train_size=data.train_size,
+        crop=round(data.crop, 4),
+        interpolation=data.interpolation,
+        weights=tuple(available_weights(name)),
+        params=_PARAMS[name],
+    )
 
 
 def _entries() -> dict[str, ModelInfo]:
     entries = {}
     for variant in config.VARIANTS.values():
-        size = variant.default_size
-        entries[variant.name] = ModelInfo(
-            name=variant.name,
-            family=variant.family,
-            constructor=getattr(models, models.constructor_name(variant)),
-            default_size=size,
-            train_size=_V2_TRAIN_SIZES.get(variant.name, size),
-            crop=1.0 if variant.family == "v2" else round(size / (size + CROP_PADDING), 4),
-            interpolation="bicubic",
-            weights=tuple(available_weights(variant.name)),
-            params=_PARAMS[variant.name],
-        )
+        constructor = getattr(models, models.constructor_name(variant))
+        entries[variant.name] = _info(variant.name, variant.family, constructor)
     for name in config.XCEPTION_BLOCKS:
-        entries[name] = ModelInfo(
-            name=name,
-            family="xception",
-            constructor=getattr(xception, f"Xception{name.removeprefix('xception')}"),
-            default_size=xception.DEFAULT_SIZE,
-            train_size=xception.DEFAULT_SIZE,
-            crop=_XCEPTION_CROP,
-            interpolation="bicubic",
-            weights=tuple(available_weights(name)),
-            params=_PARAMS[name],
-        )
+        entries[name] = _info(name, "xception", getattr(xception, f"Xception{name.removeprefix('xception')}"))
     return entries
 
 

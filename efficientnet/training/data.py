@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from ..preprocessing import CROP_PADDING, IMAGE_EXTENSIONS, DataConfig
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "CROP_PADDING",
@@ -47,8 +49,6 @@ __all__ = [
     "epoch_seed",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-CROP_PADDING = 32
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -246,12 +246,23 @@ def _resize(image: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
 
 
 def center_crop_and_resize(
-    image: tf.Tensor, size: int, *, crop_padding: int = CROP_PADDING, interpolation: str = "bicubic"
+    image: tf.Tensor,
+    size: int,
+    *,
+    crop_padding: float = CROP_PADDING,
+    crop_fraction: float | None = None,
+    interpolation: str = "bicubic",
 ) -> tf.Tensor:
-    """The papers' evaluation crop: the centre ``size / (size + crop_padding)`` of the shorter side, resized."""
+    """The evaluation crop: the centre ``size / (size + crop_padding)`` of the shorter side, resized.
+
+    ``crop_fraction`` (V2's 1.0, Xception's 0.903) replaces ``size / (size + crop_padding)``.
+    This is the library's one implementation: :func:`efficientnet.preprocessing.center_crop_and_resize`
+    (NumPy), ``predict`` and every evaluation pipeline call it.
+    """
+    fraction = float(crop_fraction) if crop_fraction is not None else float(size) / float(size + crop_padding)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    crop = tf.cast(float(size) / float(size + crop_padding) * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
+    crop = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
     crop = tf.maximum(crop, 1)
     top = (height - crop + 1) // 2
     left = (width - crop + 1) // 2
@@ -534,11 +545,22 @@ def eval_dataset(
     interpolation: str = "bicubic",
     one_hot: bool = True,
     cache: bool | str = False,
+    data_config: DataConfig | None = None,
 ) -> tf.data.Dataset:
-    """Evaluation batches: centre crop ``size / (size + crop_padding)``, bicubic, in file order, every image."""
+    """Evaluation batches: centre crop ``size / (size + crop_padding)``, bicubic, in file order, every image.
+
+    ``data_config`` (a :class:`~efficientnet.preprocessing.DataConfig`) gives the crop and
+    interpolation instead of ``crop_padding`` and ``interpolation``.
+    """
+    fraction = None
+    if data_config is not None:
+        fraction, interpolation = data_config.crop_fraction_at(image_size), data_config.interpolation
 
     def crop(image, label):
-        return center_crop_and_resize(image, image_size, crop_padding=crop_padding, interpolation=interpolation), label
+        image = center_crop_and_resize(
+            image, image_size, crop_padding=crop_padding, crop_fraction=fraction, interpolation=interpolation
+        )
+        return image, label
 
     ds = _decoded(folder).map(crop, num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache:

