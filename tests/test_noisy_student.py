@@ -232,7 +232,7 @@ def spies(monkeypatch):
         return engine.TrainResult(net, {}, tuple(data.class_names), kwargs.get("image_size") or 0, None, None)
 
     def fake_label(model, files, *, image_size, **kwargs):
-        calls.label.append((model.name, image_size, kwargs.get("crop_padding", 32), kwargs.get("interpolation")))
+        calls.label.append((model.name, image_size, kwargs.get("crop_fraction"), kwargs.get("interpolation")))
         return _confident_probs(files, model.output_shape[-1])
 
     def fake_evaluate(model, data, *, image_size=None, **kwargs):
@@ -254,7 +254,7 @@ def test_each_model_labels_and_is_evaluated_at_its_own_eval_size(sets, tmp_path,
     assert (
         efficientnet.get_model_info("lite0").eval_size == 224 and efficientnet.get_model_info("lite1").eval_size == 240
     )
-    assert spies.label == [("efficientnetlite0", 224, 32, "bicubic"), ("efficientnetlite1", 240, 32, "bicubic")]
+    assert spies.label == [("efficientnetlite0", 224, 224 / 256, "bicubic"), ("efficientnetlite1", 240, 240 / 272, "bicubic")]
     assert spies.evaluate == [("efficientnetlite0", 224), ("efficientnetlite1", 240), ("efficientnetlite1", 240)]
     assert [kw["image_size"] for _, _, kw in spies.train] == [None, None, None]  # train picks each variant's own size
     assert [(m["model"], m["train_size"], m["eval_size"]) for m in result.models] == [
@@ -271,7 +271,7 @@ def test_image_size_overrides_every_trained_model_and_matches_its_run(sets, tmp_
     labeled, unlabeled, val = sets
     result = noisy_student(labeled, unlabeled, teacher="lite0", student="lite1", image_size=64, out_dir=tmp_path)
     assert [kw["image_size"] for _, _, kw in spies.train] == [64, 64]
-    assert spies.label == [("efficientnetlite0", 64, 32, "bicubic")]
+    assert spies.label == [("efficientnetlite0", 64, 64 / 96, "bicubic")]
     assert [m["eval_size"] for m in result.models] == [64, 64]
 
 
@@ -293,7 +293,7 @@ def test_teacher_run_labels_at_its_recorded_size_in_its_class_order(sets, tmp_pa
     labeled, unlabeled, _ = sets
     run = _fake_run(tmp_path / "teacher", ["rocket", "cat", "coffee"], eval_size=72)
     result = noisy_student(labeled, unlabeled, teacher=run, student="lite0", out_dir=tmp_path / "out")
-    assert spies.label == [("efficientnetlite0", 72, 32, "bilinear")]
+    assert spies.label == [("efficientnetlite0", 72, 72 / 104, "bilinear")]
     assert result.models[0]["weights"] == "run" and result.models[0]["eval_size"] == 72
     (_, mixed, _) = spies.train[0]
     assert mixed.class_names == ("rocket", "cat", "coffee") == result.class_names
@@ -356,7 +356,7 @@ def test_frozen_backbone_teacher_counts_all_its_parameters(sets, tmp_path, spies
     for layer in lite0.layers:  # an equal student is accepted, frozen or not
         layer.trainable = layer.name == "predictions"
     noisy_student(sets[0], sets[1], teacher=lite0, student="lite0", teacher_image_size=64)
-    assert spies.label == [("efficientnetlite0", 64, 32, "bicubic")]
+    assert spies.label == [("efficientnetlite0", 64, 64 / 96, "bicubic")]
 
 
 @pytest.mark.parametrize("weights, expected, recorded", [("recipe", "imagenet", "imagenet"), (None, None, "scratch"),

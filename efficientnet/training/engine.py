@@ -44,6 +44,7 @@ __all__ = [
     "evaluate",
     "load_run",
     "run_data_config",
+    "eval_data_config",
 ]
 
 CHECKPOINT_DIR = "checkpoint"
@@ -573,8 +574,7 @@ def train(
             val_source,
             image_size=eval_size,
             batch_size=batch_size,
-            crop_padding=rec.crop_padding,
-            interpolation=rec.interpolation,
+            data_config=eval_data_config(rec, variant_name, size, eval_size),
         )
     extra = list(callbacks)
     recipe_callbacks = [
@@ -686,31 +686,36 @@ def _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedu
         )
 
 
-def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size) -> None:
-    from ..preprocessing import DataConfig, data_config
+def eval_data_config(rec: Recipe, model: str | None, train_size: int, eval_size: int):
+    """The :class:`~efficientnet.preprocessing.DataConfig` a run of ``model`` with ``rec`` validates and is
+    evaluated with: the model's own (normalisation, crop), the recipe's interpolation, and the recipe's
+    ``crop_padding`` where it sets one. The one rule behind validation, ``run.json``, ``evaluate``,
+    ``predict --run`` and Noisy Student's labelling."""
+    from ..preprocessing import CROP_PADDING, DataConfig, data_config
 
+    evaluation = dict(weights="run", train_size=train_size, eval_size=eval_size, interpolation=rec.interpolation)
+    if rec.crop_padding is not None:
+        evaluation.update(crop_padding=rec.crop_padding, crop_fraction=None)
+    if model is not None:
+        return data_config(get_variant(model).name).replace(**evaluation)
+    # A custom Keras model: its normalisation is its own; the papers' crop unless the recipe sets one.
+    evaluation.setdefault("crop_padding", CROP_PADDING)
+    evaluation.setdefault("crop_fraction", None)
+    return DataConfig(model=None, normalisation=None, mean=None, std=None, **evaluation)
+
+
+def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size) -> None:
     _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
     model_name = get_variant(variant_name).name if variant_name else None
-    evaluation = dict(
-        weights="run",
-        train_size=size,
-        eval_size=eval_size,
-        crop_padding=rec.crop_padding,
-        crop_fraction=None,
-        interpolation=rec.interpolation,
-    )
-    if model_name is not None:
-        config = data_config(model_name).replace(**evaluation)
-    else:  # a custom Keras model: its normalisation is its own
-        config = DataConfig(model=None, normalisation=None, mean=None, std=None, **evaluation)
+    config = eval_data_config(rec, variant_name, size, eval_size)
     run = {
         "model": model_name,
         "model_name": net.name,
         "classes": len(names),
         "image_size": size,
         "eval_size": eval_size,
-        "crop_padding": rec.crop_padding,
-        "interpolation": rec.interpolation,
+        "crop_padding": config.crop_padding,
+        "interpolation": config.interpolation,
         "data_config": config.to_dict(),
         "weights": WEIGHTS_FILE,
         "recipe": rec.name,
@@ -823,6 +828,7 @@ def evaluate(
     batch_size: int = 32,
     class_names: Sequence[str] | int | None = None,
     crop_padding: float | None = None,
+    crop_fraction: float | None = None,
     interpolation: str | None = None,
     data_config=None,
     out_dir: str | os.PathLike | None = None,
@@ -834,8 +840,8 @@ def evaluate(
     ``model.weights.h5``; ``classes.json`` beside it gives the class names). Images get the
     evaluation crop of the data config: ``data_config`` if given, else the run's (``run.json``
     of the run directory, or beside ``weights``), else the registered weight set's, else the
-    papers' ``size / (size + 32)`` bicubic crop. ``image_size``, ``crop_padding`` and
-    ``interpolation`` override it. A weights file outside a run directory needs ``image_size``.
+    papers' ``size / (size + 32)`` bicubic crop. ``image_size``, ``crop_padding`` (or a fixed
+    ``crop_fraction``) and ``interpolation`` override it. A weights file outside a run directory needs ``image_size``.
     With ``out_dir``, ``confusion.png`` and ``metrics.json`` are written there.
     """
     from ..builder import EfficientNet
@@ -885,8 +891,12 @@ def evaluate(
         config = DataConfig(
             model=None, weights=None, normalisation=None, mean=None, std=None, train_size=size, eval_size=size
         )
+    if crop_padding is not None and crop_fraction is not None:
+        raise ValueError("Pass crop_padding or crop_fraction, not both.")
     if crop_padding is not None:
         config = config.replace(crop_padding=crop_padding, crop_fraction=None)
+    if crop_fraction is not None:
+        config = config.replace(crop_padding=None, crop_fraction=crop_fraction)
     if interpolation is not None:
         config = config.replace(interpolation=interpolation)
     ds = data_lib.eval_dataset(source, image_size=size, batch_size=batch_size, one_hot=False, data_config=config)

@@ -118,9 +118,12 @@ def pseudo_label(
     image_size: int,
     batch_size: int = 32,
     crop_padding: int = 32,
+    crop_fraction: float | None = None,
     interpolation: str = "bicubic",
 ) -> np.ndarray:
-    """The teacher's probabilities on clean images: evaluation crop, inference mode, no augmentation."""
+    """The teacher's probabilities on clean images: evaluation crop, inference mode, no augmentation.
+
+    The crop is ``image_size / (image_size + crop_padding)`` of the shorter side, or ``crop_fraction``."""
     import tensorflow as tf
 
     from . import data as data_lib
@@ -131,7 +134,7 @@ def pseudo_label(
     def load(path):
         image = data_lib.decode_image(tf.io.read_file(path))
         return data_lib.center_crop_and_resize(
-            image, image_size, crop_padding=crop_padding, interpolation=interpolation
+            image, image_size, crop_padding=crop_padding, crop_fraction=crop_fraction, interpolation=interpolation
         )
 
     ds = tf.data.Dataset.from_tensor_slices(list(images)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
@@ -216,64 +219,78 @@ def _variant_record(role: str, name: str, rec, image_size: int | None, weights) 
     the training size is ``image_size`` or the recipe's or the registry's; the evaluation size the
     recipe's or the training size (the registry's evaluation size when nothing is overridden)."""
     from ..registry import get_model_info
+    from .engine import eval_data_config
     from .recipes import recipe as get_recipe
 
     info = get_model_info(name)
     r = get_recipe(rec, variant=name)
     train_size = int(image_size or r.train_size or info.default_size)
+    eval_size = int(r.eval_size or train_size)
+    config = eval_data_config(r, name, train_size, eval_size)
     return {
         "model": role,
         "name": name,
         "weights": _weights_label(weights),
         "train_size": train_size,
-        "eval_size": int(r.eval_size or train_size),
-        "crop_padding": int(r.crop_padding),
-        "interpolation": r.interpolation,
+        "eval_size": eval_size,
+        "crop_fraction": config.crop_fraction_at(eval_size),
+        "interpolation": config.interpolation,
     }
 
 
 def _run_record(role: str, path: str, run: dict, size: int | None) -> dict:
     """A trained run's own evaluation settings (``run.json``); ``size`` overrides its evaluation size."""
     from ..registry import get_model_info
+    from .engine import run_data_config
 
     eval_size = size or run.get("eval_size") or run.get("image_size")
     if not eval_size and run.get("model"):
         eval_size = get_model_info(run["model"]).eval_size
+    config = run_data_config(run)
     return {
         "model": role,
         "name": path,
         "weights": "run",
         "train_size": run.get("image_size"),
         "eval_size": int(eval_size),
-        "crop_padding": int(run.get("crop_padding", 32)),
-        "interpolation": run.get("interpolation", "bicubic"),
+        "crop_fraction": config.crop_fraction_at(int(eval_size)),
+        "interpolation": config.interpolation,
     }
 
 
 def _model_record(model: keras.Model, size: int | None, image_size: int | None) -> dict:
     """A given Keras teacher: ``teacher_image_size``, its fixed input side, ``image_size``, or its name's
     registry evaluation size, in that order."""
+    from ..preprocessing import CROP_PADDING
     from ..registry import get_model_info
 
     shape = model.input_shape if isinstance(model.input_shape, tuple) else None
     side = shape[1] if shape is not None and len(shape) == 4 else None
-    eval_size, interpolation = size or side or image_size, "bicubic"
+    eval_size = size or side or image_size
+    try:
+        info = get_model_info(model.name)
+    except (ValueError, KeyError, TypeError):
+        info = None
     if not eval_size:
-        try:
-            info = get_model_info(model.name)
-        except (ValueError, KeyError, TypeError):
+        if info is None:
             raise ValueError(
                 f"The teacher {model.name!r} takes any input size and is no registered model: pass "
                 "teacher_image_size= (the size it was trained and evaluated at) to pseudo-label with it."
-            ) from None
-        eval_size, interpolation = info.eval_size, info.interpolation
+            )
+        eval_size = info.eval_size
+    eval_size = int(eval_size)
+    if info is not None:  # a registered model's own evaluation crop and interpolation
+        config = info.data_config
+        crop, interpolation = config.crop_fraction_at(eval_size), config.interpolation
+    else:
+        crop, interpolation = eval_size / (eval_size + CROP_PADDING), "bicubic"
     return {
         "model": "teacher",
         "name": model.name,
         "weights": "given",
         "train_size": None,
-        "eval_size": int(eval_size),
-        "crop_padding": 32,
+        "eval_size": eval_size,
+        "crop_fraction": crop,
         "interpolation": interpolation,
     }
 
@@ -502,7 +519,7 @@ def noisy_student(
         if val_src is None:
             return
         result = evaluate(
-            model, val_src, image_size=record["eval_size"], crop_padding=record["crop_padding"],
+            model, val_src, image_size=record["eval_size"], crop_fraction=record["crop_fraction"],
             interpolation=record["interpolation"],
         )  # fmt: skip
         record.update(_figures(result))
@@ -514,7 +531,7 @@ def noisy_student(
     current, labeler = teacher_model, teacher_record
     for it in range(1, iterations + 1):
         probs = pseudo_label(
-            current, files, image_size=labeler["eval_size"], crop_padding=labeler["crop_padding"],
+            current, files, image_size=labeler["eval_size"], crop_fraction=labeler["crop_fraction"],
             interpolation=labeler["interpolation"],
         )  # fmt: skip
         indices, labels = select_and_balance(probs, threshold, per_class, seed + it, hard=hard, temperature=temperature)
@@ -527,7 +544,7 @@ def noisy_student(
         student_record["run"] = path
         record = {
             "iteration": it,
-            "labeler": {k: labeler[k] for k in ("model", "name", "eval_size", "crop_padding", "interpolation")},
+            "labeler": {k: labeler[k] for k in ("model", "name", "eval_size", "crop_fraction", "interpolation")},
             "threshold": threshold,
             "per_class": int(per_class),
             "hard": hard,

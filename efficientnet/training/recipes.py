@@ -2,7 +2,7 @@
 
 ``recipe(name, **overrides)`` returns an immutable :class:`Recipe`. A recipe turns its
 numbers into Keras objects — ``optimizer(steps_per_epoch, global_batch_size)``,
-``loss()``, ``train_transform(size)``, ``eval_transform(size)``, ``callbacks(...)`` —
+``loss()``, ``augmentation_layers(seed)``, ``callbacks(...)`` —
 using Keras' own optimizers, schedules, losses, callbacks and augmentation layers
 wherever they exist; what Keras lacks (TF1-style RMSProp, warm-up with staircase
 decay, the EMA of weights *and* BN statistics, the coupled L2 term, AutoAugment)
@@ -77,7 +77,9 @@ class Recipe:
         random_crop: the Inception-style random-resized crop for training (else the eval crop).
         crop_area_min: the smallest fraction of the image that crop keeps (the reference's 0.08).
         train_size, eval_size: image sizes (``None``: the variant's resolution).
-        crop_padding: evaluation crop ``size / (size + crop_padding)``.
+        crop_padding: evaluation crop ``size / (size + crop_padding)``; ``None``: the model's own
+            (its :func:`~efficientnet.preprocessing.data_config`: ``size / (size + 32)`` for V1 and
+            Lite, the whole image for V2, 0.903 for Xception).
         interpolation: resize method.
         batch_size, epochs: defaults for :func:`efficientnet.training.train`.
         weights: the weights a named model starts from (``"imagenet"`` or ``None``).
@@ -129,7 +131,7 @@ class Recipe:
     crop_area_min: float = 0.08
     train_size: int | None = None
     eval_size: int | None = None
-    crop_padding: int = 32
+    crop_padding: int | None = None
     interpolation: str = "bicubic"
     batch_size: int = 4096
     epochs: int = 350
@@ -160,6 +162,7 @@ class Recipe:
             "freeze_epochs": self.freeze_epochs >= 0,
             "freeze_bn": self.freeze_bn in (True, False, None),
             "crop_area_min": 0 < self.crop_area_min <= 1,
+            "crop_padding": self.crop_padding is None or self.crop_padding >= 0,
             "progressive_stages": self.progressive_stages >= 0,
             "bn_momentum": 0 <= self.bn_momentum < 1,
         }
@@ -299,49 +302,6 @@ class Recipe:
 
         return mixup_then_cutmix
 
-    def train_transform(self, size: int, seed: int = 0) -> Callable:
-        """``image (H, W, 3) uint8 → (size, size, 3) float32`` for one training image.
-
-        Random-resized crop (area 0.08–1, aspect 3/4–4/3; the eval crop if ``random_crop`` is off),
-        bicubic resize, then the recipe's augmentation. Stateless in the crop (``seed`` and a
-        per-call counter are not kept: pass ``element_seed`` to make it reproducible).
-        """
-        import tensorflow as tf
-
-        from . import data
-
-        augment = self.augmentation_layers(seed)
-
-        def transform(image, element_seed=None):
-            if element_seed is None:
-                element_seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64, seed=seed)
-            if self.random_crop:
-                image = data.random_crop_and_resize(
-                    image,
-                    size,
-                    element_seed,
-                    area_range=(self.crop_area_min, 1.0),
-                    interpolation=self.interpolation,
-                )
-            else:
-                image = data.center_crop_and_resize(
-                    image, size, crop_padding=self.crop_padding, interpolation=self.interpolation
-                )
-            return augment(image) if augment is not None else image
-
-        return transform
-
-    def eval_transform(self, size: int) -> Callable:
-        """``image (H, W, 3) → (size, size, 3) float32``: the centre crop ``size/(size+32)``, bicubic."""
-        from . import data
-
-        def transform(image):
-            return data.center_crop_and_resize(
-                image, size, crop_padding=self.crop_padding, interpolation=self.interpolation
-            )
-
-        return transform
-
     # --- callbacks ---------------------------------------------------------------------------
     def callbacks(self, out_dir: str | None = None, *, tensorboard: bool = True) -> list[keras.callbacks.Callback]:
         """The recipe's own callbacks: the EMA (if any), and with ``out_dir`` a CSV log and TensorBoard."""
@@ -438,6 +398,7 @@ V2_PROGRESSIVE: Mapping[str, dict] = MappingProxyType(
 
 _EFFICIENTNET = Recipe(
     name="efficientnet",
+    crop_padding=32,  # tensorflow/tpu preprocessing.py CROP_PADDING
     notes="EfficientNet (V1) paper recipe, tensorflow/tpu models/official/efficientnet.",
 )
 
