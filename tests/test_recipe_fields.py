@@ -86,3 +86,24 @@ def test_train_passes_crop_area_min_to_the_pipeline(tmp_path, monkeypatch):
             verbose=0,
         )
     assert stop.value.args[0]["crop_area_min"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("recipe_name", "model", "fraction"),
+    [
+        ("finetune", "efficientnetv2-b0", 1.0),  # V2 evaluates the whole image (the registry's crop)
+        ("efficientnetv2", "efficientnetv2-s", 1.0),
+        ("finetune", "efficientnet-lite0", 224 / 256),
+        ("scratch", "efficientnet-b0", 224 / 256),
+        ("efficientnet", "efficientnetv2-b0", 224 / 256),  # the V1 recipe sets tpu's padding 32 itself
+    ],
+)
+def test_runs_evaluate_with_the_models_own_crop_unless_the_recipe_sets_one(recipe_name, model, fraction):
+    from efficientnet.training.engine import eval_data_config
+
+    rec = recipe(recipe_name, variant=model)
+    config = eval_data_config(rec, model, 224, 224)
+    assert config.crop_fraction_at(224) == pytest.approx(fraction)
+    assert config.interpolation == rec.interpolation
+    assert recipe(recipe_name).replace(crop_padding=0).crop_padding == 0
+    assert eval_data_config(recipe(recipe_name, crop_padding=0), model, 224, 224).crop_fraction_at(224) == 1.0
