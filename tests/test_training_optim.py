@@ -280,6 +280,9 @@ def test_l2_term_is_in_the_fit_gradient_of_a_nested_model():
 # --- EMA ------------------------------------------------------------------------------------
 
 
+_to_numpy = keras.ops.convert_to_numpy  # the test's own reads, unaffected by _PoisonHost
+
+
 class Recorder(keras.callbacks.Callback):
     """The averaged variables' values when training starts and after every batch, and the step count."""
 
@@ -289,14 +292,14 @@ class Recorder(keras.callbacks.Callback):
 
     def _record(self):
         variables = self.ema.averaged_variables(self.model)
-        self.trajectory.append({v.path: keras.ops.convert_to_numpy(v.value).astype("float64") for v in variables})
+        self.trajectory.append({v.path: _to_numpy(v.value).astype("float64") for v in variables})
 
     def on_train_begin(self, logs=None):
         self._record()
 
     def on_train_batch_end(self, batch, logs=None):
         self._record()
-        self.iterations.append(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations.value)))
+        self.iterations.append(int(_to_numpy(self.model.optimizer.iterations.value)))
 
 
 def closed_form(trajectory, decay: float, ramp: bool = True, first_step: int = 1, start=None):
@@ -419,6 +422,117 @@ def test_state_round_trip_resumes_exactly(tmp_path):
         bad.load_state({"nope/kernel": np.zeros(3)})
     with pytest.raises(ValueError):
         bad.load_state({"fc/bias": np.zeros(3)})
+
+
+class _NoHost:
+    """Stands in for NumPy inside ``optim`` while training: any use is a host round trip."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the EMA used numpy.{name} during training")
+
+
+class _PoisonHost(keras.callbacks.Callback):
+    """From the first batch on, ``optim`` may not touch NumPy nor ``keras.ops.convert_to_numpy``."""
+
+    def __init__(self):
+        super().__init__()
+        self.saved = None
+
+    def on_train_begin(self, logs=None):  # after the EMA's on_train_begin (it may read load_state arrays)
+        self.saved = (optim.np, keras.ops.convert_to_numpy)
+        optim.np = _NoHost()
+
+        def convert_to_numpy(x):
+            raise AssertionError("the EMA copied a tensor to the host during training")
+
+        keras.ops.convert_to_numpy = convert_to_numpy
+
+    def restore(self):
+        if self.saved is not None:
+            optim.np, keras.ops.convert_to_numpy = self.saved
+            self.saved = None
+
+
+def _is_device_tensor(value) -> bool:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return isinstance(value, (tf.Tensor, tf.Variable))
+    if backend == "jax":
+        import jax
+
+        return isinstance(value, jax.Array)
+    if backend == "torch":
+        import torch
+
+        return isinstance(value, torch.Tensor)
+    return False
+
+
+def test_ema_averages_stay_on_the_device_while_training():
+    x, y = data(24)
+    xv, yv = data(8, seed=1)
+    model = tiny_model()
+    model.compile(optimizer=optim.RMSpropTF(0.05), loss="mse")
+    ema = optim.ExponentialMovingAverage(decay=0.6)
+    recorder, poison = Recorder(ema), _PoisonHost()
+    try:  # training and validation (averages swapped in and out) with no host copy from the EMA
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False, validation_data=(xv, yv),
+                  callbacks=[ema, recorder, poison])  # fmt: skip
+    finally:
+        poison.restore()
+    averages = ema.averages
+    assert set(averages) == set(ema.state()) and len(averages) == 8
+    weights = {id(v) for v in model.weights}
+    for key, shadow in averages.items():
+        assert isinstance(shadow, keras.Variable) and not shadow.trainable, key
+        assert _is_device_tensor(shadow.value) and not isinstance(shadow.value, np.ndarray), key
+        assert id(shadow) not in weights, key  # not saved with the model
+    # They are the reference's averages of the 12 steps (both epochs) ...
+    assert recorder.iterations == list(range(1, 13))
+    expected = closed_form(recorder.trajectory, 0.6)
+    state = ema.state()
+    for key in state:
+        np.testing.assert_allclose(state[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # ... and the same variables, created once, carry on in the next fit.
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[ema])
+    assert all(ema.averages[k] is v for k, v in averages.items())
+    assert max(np.abs(ema.state()[k] - state[k]).max() for k in state) > 1e-3
+
+
+BACKEND_SCRIPT = textwrap.dedent(
+    """
+    import sys, tempfile, pathlib
+    sys.path.insert(0, sys.argv[1])
+    import keras
+    import test_training_optim as t
+    assert keras.backend.backend() == sys.argv[2], keras.backend.backend()
+    t.test_ema_equals_closed_form_over_weights_and_batch_norm_statistics()
+    t.test_validation_and_predict_use_the_averages_and_restore_the_training_weights()
+    t.test_ema_averages_stay_on_the_device_while_training()
+    with tempfile.TemporaryDirectory() as tmp:
+        t.test_state_round_trip_resumes_exactly(pathlib.Path(tmp))
+    print("EMA OK")
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_ema_tests_pass_on_every_backend(backend):
+    """The EMA tests above (closed form, swapping, resume, device residency) in a process on ``backend``."""
+    pytest.importorskip(backend)
+    if keras.backend.backend() == backend:
+        pytest.skip(f"this process already runs the tests above on {backend}")
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", BACKEND_SCRIPT, tests, backend],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "EMA OK" in done.stdout
 
 
 # --- every piece together, on the other backends ----------------------------------------------

@@ -24,8 +24,9 @@ Usage::
     model.fit(..., validation_data=..., callbacks=[ema])  # validation runs on the averages
     ema.assign_to_model()  # the averaged weights are the ones to export
 
-Everything is written with ``keras.ops`` (the EMA keeps its averages in NumPy), so it runs
-on the TensorFlow, JAX and PyTorch backends.
+Everything is written with ``keras.ops`` (the EMA keeps its averages on the device, as Keras
+variables, with one compiled update per step on each backend), so it runs on the TensorFlow,
+JAX and PyTorch backends.
 """
 
 from __future__ import annotations
@@ -231,39 +232,6 @@ def _is_batch_norm(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _numpy(variable) -> np.ndarray:
-    """A variable's current value on the host, possibly sharing its memory: read, never write it.
-
-    ``keras.ops.convert_to_numpy`` does the same on every backend but copies twice on TensorFlow
-    and once on JAX/PyTorch; for the EMA's per-batch reads of every weight the direct forms are
-    several times faster.
-    """
-    value = variable.value
-    backend = keras.backend.backend()
-    if backend == "tensorflow" and hasattr(value, "numpy"):
-        return value.numpy()
-    if backend == "torch" and str(value.dtype) in ("torch.float32", "torch.float64", "torch.float16"):
-        return value.detach().cpu().numpy()
-    if backend == "jax" and str(value.dtype) in ("float32", "float64", "float16"):
-        return np.asarray(value)
-    return ops.convert_to_numpy(value)
-
-
-def _reader(variables: list) -> Callable[[], list[np.ndarray]]:
-    """A function returning the variables' current values on the host (read, never write them).
-
-    On TensorFlow the reads are batched into one ``tf.function`` call, 2-3x faster for B0's 311
-    variables than one eager read per variable.
-    """
-    if keras.backend.backend() == "tensorflow" and variables:
-        import tensorflow as tf
-
-        handles = [v.value for v in variables]
-        read = tf.function(lambda: [tf.identity(h) for h in handles], autograph=False)
-        return lambda: [tensor.numpy() for tensor in read()]
-    return lambda: [_numpy(v) for v in variables]
-
-
 def _is_float(variable) -> bool:
     return "float" in str(variable.dtype)
 
@@ -310,6 +278,83 @@ def apply_l2_regularization(model: keras.layers.Layer, weight_decay: float) -> l
     return [v.path for v in selected]
 
 
+def _average_fn(decay: float, ramp: bool) -> Callable:
+    """The EMA step as a pure function of tensors: ``(shadows, values, step, last) -> (shadows, last)``.
+
+    ``step`` is the optimizer's iteration count and ``last`` the count at the previous update:
+    the averages move only when ``step > last`` (one update per optimizer step, however often
+    this is called), with ``shadow - (1 - d) * (shadow - value)``, TF's ``assign_moving_average``
+    form, ``d = min(decay, (1 + step) / (10 + step))``.
+    """
+
+    def average(shadows, values, step, last):
+        step = ops.cast(step, last.dtype)
+        t = ops.cast(step, "float32")
+        d = ops.minimum(decay, ops.divide(ops.add(t, 1.0), ops.add(t, 10.0))) if ramp else ops.full((), decay)
+        rate = ops.where(ops.greater(step, last), ops.subtract(1.0, d), 0.0)
+        new = [
+            ops.subtract(s, ops.multiply(ops.subtract(s, v), ops.cast(rate, s.dtype))) for s, v in zip(shadows, values)
+        ]
+        return new, ops.maximum(step, last)  # an op, not the input: never an alias of the optimizer's counter
+
+    return average
+
+
+def _updater(shadows: list, variables: list, last, decay: float, ramp: bool) -> Callable:
+    """``update(step)``: one compiled call moving every shadow towards its variable, on the device.
+
+    ``step`` is a scalar integer tensor (the optimizer's ``iterations``, read on the device).
+    TensorFlow: a ``tf.function`` reading and assigning every variable (one graph call, not an
+    eager op per variable); JAX: a ``jax.jit`` of the pure update with the old averages donated
+    (no second copy of them); PyTorch: ``torch._foreach_*`` kernels over all tensors at once;
+    other backends: ``keras.ops`` per variable. Nothing comes back to the host.
+    """
+    average = _average_fn(decay, ramp)
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        def update_torch(step):
+            with torch.no_grad():
+                previous = last.value
+                step = torch.as_tensor(step, device=previous.device).to(previous.dtype)
+                t = step.to(torch.float32)
+                d = torch.clamp(torch.div(t + 1.0, t + 10.0), max=decay) if ramp else torch.full_like(t, decay)
+                rate = torch.where(step > previous, 1.0 - d, torch.zeros_like(d))
+                targets = [s.value for s in shadows]
+                deltas = torch._foreach_sub(targets, [v.value for v in variables])
+                torch._foreach_mul_(deltas, rate)
+                torch._foreach_sub_(targets, deltas)
+                previous.copy_(torch.maximum(step, previous))
+
+        return update_torch
+
+    def apply(new, new_last):
+        for shadow, value in zip(shadows, new):
+            shadow.assign(value)
+        last.assign(new_last)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def update_tf(step):
+            apply(*average([s.value for s in shadows], [v.value for v in variables], step, last.value))
+
+        return tf.function(update_tf, autograph=False)
+    if backend == "jax":
+        import jax
+
+        compiled = jax.jit(average, donate_argnums=(0,))
+        return lambda step: apply(*compiled([s.value for s in shadows], [v.value for v in variables], step, last.value))
+    return lambda step: apply(*average([s.value for s in shadows], [v.value for v in variables], step, last.value))
+
+
+def _scope(model) -> contextlib.AbstractContextManager:
+    """The model's ``tf.distribute`` strategy scope on TensorFlow (mirrored averages), else nothing."""
+    strategy = getattr(model, "distribute_strategy", None) if keras.backend.backend() == "tensorflow" else None
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 class ExponentialMovingAverage(keras.callbacks.Callback):
     """The reference's moving average of the weights, evaluated in place of the training weights.
 
@@ -325,16 +370,28 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     :class:`keras.layers.BatchNormalization` (``utils.get_ema_vars``). A shadow starts at its
     variable's value when training begins (TF initialises it to the variable's value too) and
     carries over to later ``fit`` calls with the same callback. With ``steps_per_execution > 1``
-    Keras calls ``on_train_batch_end`` once per execution, so the average moves once per execution.
+    Keras calls the batch hooks once per execution, so the average moves once per execution.
     (Keras' own ``Optimizer(use_ema=True)`` averages only the trainable variables, with a fixed
     momentum and no ramp, and overwrites them at the end of ``fit``.)
 
-    The averages are NumPy arrays updated in place. ``evaluate`` (and so the validation inside
-    ``fit``) and ``predict`` run with the averages when ``evaluate_with_ema`` is set: they are
-    swapped into the model at ``on_test_begin``/``on_predict_begin`` and the training weights
+    The averages stay on the device: non-trainable :class:`keras.Variable` objects (mirrored
+    under the model's ``tf.distribute`` strategy), created when training begins and moved by
+    one compiled call per step that reads the step count on the device too (a ``tf.function``
+    on TensorFlow, ``jax.jit`` on JAX, ``torch._foreach_*`` on PyTorch; see :func:`_updater`).
+    Nothing is copied to the host while training. The update for a step runs when the next
+    batch begins (or at the end of the epoch, before validation, at the end of ``fit``, and
+    whenever :meth:`state`, :attr:`averages` or a swap needs the averages): Keras converts the
+    logs of every batch to Python numbers, a device synchronisation, for any callback that
+    overrides ``on_train_batch_end``, so this callback does not. The update is keyed to
+    ``optimizer.iterations``, so it happens once per optimizer step.
+
+    ``evaluate`` (and so the validation inside ``fit``) and ``predict`` run with the averages
+    when ``evaluate_with_ema`` is set: they are swapped into the model at
+    ``on_test_begin``/``on_predict_begin`` and the training weights (kept as device copies)
     put back at the end. Outside ``fit``, use :meth:`average_weights` or pass the callback to
-    ``evaluate``. :meth:`state`/:meth:`load_state` save and restore the averages for an exact
-    resume; :meth:`assign_to_model` copies them into the model for the weights to export.
+    ``evaluate``. :meth:`state`/:meth:`load_state` save and restore the averages (as NumPy
+    arrays by variable path) for an exact resume; :meth:`assign_to_model` copies them into the
+    model for the weights to export.
 
     Args:
         decay: the reference's ``moving_average_decay``.
@@ -351,12 +408,15 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         self.evaluate_with_ema = bool(evaluate_with_ema)
         self._variables: list = []
         self._keys: list[str] = []
-        self._shadows: dict[str, np.ndarray] = {}
+        self._shadows: dict[str, keras.Variable] = {}
         self._pending: dict[str, np.ndarray] | None = None
-        self._backup: list[np.ndarray] | None = None
+        self._backup: list | None = None
         self._swapped_by_hook = False
-        self._buffers: dict[np.dtype, np.ndarray] = {}
-        self._read: Callable[[], list[np.ndarray]] = list
+        self._last_step: keras.Variable | None = None
+        self._update: Callable[[], None] | None = None
+        self._update_key: tuple | None = None
+        self._spare: dict[str, keras.Variable] = {}  # shadows whose values load_state() replaced
+        self._stepping = False  # a training step may have run since the last update
 
     def get_config(self) -> dict:
         return {
@@ -381,7 +441,12 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         return variables
 
     def _track(self, model: keras.layers.Layer) -> None:
-        """(Re)selects the variables; keeps known averages, starts new ones at the current values."""
+        """(Re)selects the variables; keeps known averages, starts new ones at the current values.
+
+        Shadows are created once per variable (reused by later calls while the shape and dtype
+        hold), under the model's distribution scope; a pending :meth:`load_state` is assigned
+        into them, the only host-to-device copy.
+        """
         variables = self.averaged_variables(model)
         keys, counts = [], {}
         for variable in variables:
@@ -389,22 +454,41 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             counts[key] = counts.get(key, 0) + 1
             keys.append(key if counts[key] == 1 else f"{key}#{counts[key] - 1}")
         pending = self._pending or {}
-        shadows = {}
-        for key, variable in zip(keys, variables):
-            source = pending.get(key, self._shadows.get(key))
-            if source is None:
-                source = _numpy(variable)
-            source = np.asarray(source)
-            if tuple(source.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"EMA state for {key!r} has shape {source.shape}, the variable {tuple(variable.shape)}."
-                )
-            shadows[key] = np.array(source, dtype=keras.backend.standardize_dtype(variable.dtype), copy=True)
         unknown = sorted(set(pending) - set(keys))
         if unknown:
             raise ValueError(f"EMA state has variables the model lacks: {unknown[:5]}")
+        for key, variable in zip(keys, variables):
+            known = pending[key] if key in pending else self._shadows.get(key)
+            if known is not None and tuple(known.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"EMA state for {key!r} has shape {tuple(known.shape)}, the variable {tuple(variable.shape)}."
+                )
+        shadows = {}
+        with _scope(model):
+            for key, variable in zip(keys, variables):
+                dtype = keras.backend.standardize_dtype(variable.dtype)
+                shadow = self._shadows.get(key, self._spare.get(key))
+                if shadow is not None and (
+                    keras.backend.standardize_dtype(shadow.dtype) != dtype
+                    or tuple(shadow.shape) != tuple(variable.shape)
+                ):
+                    shadow = None
+                if key in pending:
+                    value = np.asarray(pending[key], dtype=dtype)
+                elif key in self._shadows and shadow is not None:
+                    shadows[key] = shadow
+                    continue
+                else:
+                    value = ops.copy(variable.value)  # a copy: on JAX an assigned array is shared, then donated
+                if shadow is None:
+                    name = "ema_" + key.replace("/", "_").replace("#", "_")
+                    shadow = keras.Variable(value, dtype=dtype, trainable=False, autocast=False, name=name)
+                else:
+                    shadow.assign(value)
+                shadows[key] = shadow
         self._variables, self._keys, self._shadows, self._pending = variables, keys, shadows, None
-        self._read = _reader(variables)
+        self._spare = {}
+        self._stepping = False
 
     def _ready(self) -> bool:
         if not self._variables and getattr(self, "_model", None) is not None:
@@ -412,6 +496,12 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
                 return False
             self._track(self._model)
         return bool(self._variables)
+
+    @property
+    def averages(self) -> dict[str, keras.Variable]:
+        """The averages by variable path: device-resident, non-trainable :class:`keras.Variable`."""
+        self._flush()
+        return dict(self._shadows)
 
     # --- training -------------------------------------------------------------------------
 
@@ -421,41 +511,71 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             return min(self.decay, (1.0 + step) / (10.0 + step))
         return self.decay
 
+    def _updater(self) -> Callable:
+        """The compiled update over the tracked variables, rebuilt only when they change."""
+        if self._last_step is None:
+            dtype = "int32" if keras.backend.backend() == "jax" else "int64"  # JAX runs without x64
+            self._last_step = keras.Variable(0, dtype=dtype, trainable=False, name="ema_last_step")
+        key = (tuple(id(v) for v in self._variables), tuple(id(s) for s in self._shadows.values()))
+        if self._update is None or self._update_key != key:
+            shadows = [self._shadows[k] for k in self._keys]
+            self._update = _updater(shadows, self._variables, self._last_step, self.decay, self.num_updates_ramp)
+            self._update_key = key
+        return self._update
+
+    def _flush(self) -> None:
+        """Applies the update of the last training step, if one ran and is not averaged yet."""
+        if not self._stepping:
+            return
+        self._stepping = False
+        model = self.model  # on JAX this attaches the step's state to the variables
+        self._updater()(model.optimizer.iterations.value)
+
     def on_train_begin(self, logs=None) -> None:
         if self._backup is not None:
             self._swap_out()
-        self._track(self.model)
+        model = self.model
+        self._track(model)
+        with _scope(model):
+            update = self._updater()
+        # The count the next update compares with (copied: on JAX the counter's array is donated).
+        self._last_step.assign(ops.cast(ops.copy(model.optimizer.iterations.value), self._last_step.dtype))
+        update(model.optimizer.iterations.value)  # a no-op (step == last) that builds and traces it once
 
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        model = self.model  # on JAX this attaches the step's state to the variables
-        step = int(_numpy(model.optimizer.iterations))
-        self.update(step)
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        self._flush()
+        self._stepping = True
 
-    def update(self, step: int) -> None:
-        """Moves every average towards its variable's current value, with the decay for ``step``."""
-        rate = 1.0 - self.current_decay(step)
-        for key, value in zip(self._keys, self._read()):
-            shadow = self._shadows[key]
-            # TF's assign_moving_average form, shadow -= (1 - d) * (shadow - value), without temporaries.
-            delta = self._scratch(shadow)
-            np.subtract(shadow, value, out=delta)
-            np.multiply(delta, rate, out=delta)
-            np.subtract(shadow, delta, out=shadow)
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._flush()
 
-    def _scratch(self, like: np.ndarray) -> np.ndarray:
-        """A reusable buffer shaped like ``like`` (one allocation for all variables)."""
-        buffer = self._buffers.get(like.dtype)
-        if buffer is None or buffer.size < like.size:
-            buffer = np.empty(max(like.size, max((s.size for s in self._shadows.values()), default=0)), like.dtype)
-            self._buffers[like.dtype] = buffer
-        return buffer[: like.size].reshape(like.shape)
+    def on_train_end(self, logs=None) -> None:
+        self._flush()
+
+    def update(self, step: int | None = None) -> None:
+        """Moves every average towards its variable's current value, on the device.
+
+        The decay is that of ``step`` (default: the optimizer's iteration count, read on the
+        device). The callback does this once per training step; call it yourself only in a
+        custom training loop, after each optimizer step, with the callback's model set.
+        """
+        if not self._ready():
+            raise RuntimeError("No variables to average: set_model() or train with this callback first.")
+        self._stepping = False
+        update = self._updater()
+        if step is None:
+            step = self.model.optimizer.iterations.value
+        step = ops.cast(ops.convert_to_tensor(step), self._last_step.dtype)
+        self._last_step.assign(ops.subtract(step, 1))
+        update(step)
 
     # --- evaluation -----------------------------------------------------------------------
 
     def _swap_in(self) -> None:
-        self._backup = [np.array(value, copy=True) for value in self._read()]
+        self._flush()
+        self._backup = [ops.copy(variable.value) for variable in self._variables]  # device copies
         for key, variable in zip(self._keys, self._variables):
-            variable.assign(self._shadows[key])
+            variable.assign(ops.copy(self._shadows[key].value))
 
     def _swap_out(self) -> None:
         for value, variable in zip(self._backup, self._variables):
@@ -516,16 +636,23 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         """Copies the averages into the model for good (the weights the reference exports)."""
         if not self._ready():
             raise RuntimeError("No averages yet: train with this callback or load_state() first.")
+        self._flush()
         self._backup = None
         self._swapped_by_hook = False
         for key, variable in zip(self._keys, self._variables):
-            variable.assign(self._shadows[key])
+            variable.assign(ops.copy(self._shadows[key].value))
 
     # --- checkpointing --------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
-        """Copies of the averages by variable path (``np.savez(path, **ema.state())`` works)."""
-        return {key: value.copy() for key, value in self._shadows.items()}
+        """Copies of the averages by variable path (``np.savez(path, **ema.state())`` works).
+
+        The one place the averages come to the host (a checkpoint's worth, not every step).
+        """
+        if not self._shadows and self._pending is not None:
+            return {key: np.array(value, copy=True) for key, value in self._pending.items()}
+        self._flush()
+        return {key: np.array(ops.convert_to_numpy(s.value), copy=True) for key, s in self._shadows.items()}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restores :meth:`state`; before training, the averages are taken up in ``on_train_begin``.
@@ -533,7 +660,9 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         Variables missing from ``state`` start from their values; unknown keys raise ``ValueError``.
         """
         self._pending = {key: np.asarray(value) for key, value in state.items()}
+        self._spare.update(self._shadows)
         self._shadows = {}
         self._variables, self._keys = [], []
+        self._stepping = False
         if getattr(self, "_model", None) is not None:
             self._track(self._model)
