@@ -901,6 +901,11 @@ def _load_for_export(
             f"{source!r} is not a .keras model: pass --model VARIANT (e.g. --model lite0) to build the "
             "architecture these weights belong to, or --run RUN_DIR for a train run."
         )
+    if os.sep in variant or variant.endswith((".h5", ".keras")):
+        raise ValueError(
+            f"--model takes a variant name (e.g. lite0, b0; `efficientnet list` shows them), not the path {variant!r}: "
+            "pass weights as MODEL_OR_WEIGHTS, or a train run with --run RUN_DIR."
+        )
     if image_size is not None and image_size < 32:
         raise ValueError(f"--image-size must be at least 32, got {image_size}.")
     if classes is not None and classes < 1:

@@ -156,6 +156,8 @@ def test_export_a_run_and_its_weights(capsys, fake_run, exported, tmp_path):
     assert "--classes N" in line and "--run RUN_DIR" in line
     line = run_cli(capsys, "export", "--run", str(fake_run), out, "--format", "onnx", "--model", "b0")
     assert "drop MODEL_OR_WEIGHTS, --model" in line
+    line = run_cli(capsys, "export", weights, out, "--format", "onnx", "--model", str(fake_run))
+    assert "--model takes a variant name" in line and "--run RUN_DIR" in line
 
 
 def test_predict_and_evaluate_with_a_weights_file(capsys, fake_run, folder, tmp_path):

@@ -415,8 +415,10 @@ def train(
             ``"data-parallel"`` (JAX), a ``tf.distribute.Strategy`` or a ``keras.distribution``
             distribution (see :mod:`efficientnet.training.distribute`). Only the chief writes ``out_dir``.
         synchronized_bn: cross-replica batch norm (TensorFlow strategies), as the TPU recipe.
-        weights: for a named model, the weights to start from (default: the recipe's). A
-            ``keras.Model`` is used as it is (load its weights yourself): ``weights=`` is refused there.
+        weights: for a named model, the weights to start from (default: the recipe's). A weights
+            file whose classifier fits the data's classes (a run's ``model.weights.h5`` on the same
+            classes) continues from that classifier; another classifier size warns and starts a new one.
+            A ``keras.Model`` is used as it is (load its weights yourself): ``weights=`` is refused there.
         seed: seeds the data order, crops, augmentation and dropout of every epoch.
         resume: continue the run in ``out_dir`` from its last finished epoch.
         callbacks: more Keras callbacks.
