@@ -104,6 +104,14 @@ def validate_common_arguments(
             f"weights={weights!r} with include_top=True has 1000 ImageNet classes, but classes={classes}. "
             "Use include_top=False (and add your own classifier) or classes=1000."
         )
+    if include_top and classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"classifier_activation must be 'softmax', None (logits) or a Keras activation name or function "
+                f"such as 'sigmoid', got {classifier_activation!r}."
+            ) from None
     if pretrained and include_top and classifier_activation not in (None, "softmax"):
         raise ValueError(
             f"With pretrained weights, classifier_activation must be None or 'softmax', got {classifier_activation!r}."

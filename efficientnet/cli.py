@@ -1,9 +1,9 @@
 """The ``efficientnet`` command: ``predict``, ``train``, ``evaluate``, ``convert`` and ``list``.
 
-efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet] [--top 5] [--run RUN_DIR] [--json]
+efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet|FILE [--classes N]] [--top 5] [--run RUN] [--json]
 efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
 efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
-efficientnet export MODEL_OR_WEIGHTS OUT --format onnx [--model VARIANT]
+efficientnet export (MODEL_OR_WEIGHTS [--model VARIANT] | --run RUN_DIR) OUT --format onnx
 efficientnet noisy-student LABELED_DIR UNLABELED_DIR --teacher lite0 --student lite1 --iterations 2 --out RUN_DIR
 efficientnet convert SOURCE OUTPUT.h5 --variant lite0 [--layout efficientnet_pytorch]
 efficientnet list
@@ -12,39 +12,99 @@ efficientnet list
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
 
 
-def _predict(args: argparse.Namespace) -> int:
-    import json
+def _check_image_paths(paths: Sequence[str]) -> None:
+    """Refuses missing files and directories among ``predict``'s images before a model is built."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: no such file. Pass image files (JPEG, PNG, BMP, GIF).")
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a directory: pass the image files in it (e.g. {os.path.join(path, '*.jpg')}).")
 
-    import numpy as np
+
+def _read_image(path: str):
+    """The image as the evaluation pipeline decodes it (TensorFlow's decoder, RGB), so the model sees what
+    ``evaluate`` gives it."""
     import tensorflow as tf
 
-    from . import builder
-    from .preprocessing import data_config, decode_predictions, sample_image_path
     from .training.data import decode_image
 
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}.")
-    class_names = None
+    try:
+        return decode_image(tf.io.read_file(path)).numpy()
+    except (tf.errors.OpError, OSError, ValueError) as exc:
+        reason = " ".join(str(getattr(exc, "message", exc)).split())[:200]
+        raise ValueError(
+            f"{path} is not an image predict can read ({type(exc).__name__}: {reason}). "
+            "Pass JPEG, PNG, BMP or GIF files."
+        ) from None
+
+
+def _predict_model(args: argparse.Namespace):
+    """The model, its class names (``None``: ImageNet's) and data config that ``predict``'s options ask for."""
+    from . import builder, config
+    from .preprocessing import data_config
+    from .training.cli import check_run_dir, check_variant
+
     if args.run is not None:
         from .training.engine import load_run, run_data_config
 
+        if args.model is not None or args.weights is not None or args.classes is not None:
+            raise ValueError(
+                "--run RUN_DIR brings its own model, weights and classes: drop --model, --weights and --classes "
+                "(or drop --run)."
+            )
+        check_run_dir(args.run)
         model, class_names, run = load_run(args.run)
-        config = run_data_config(run)
-    else:
-        config = data_config(args.model, args.weights)
-        model = builder.EfficientNet(args.model, weights=args.weights, input_shape=None)
+        return model, class_names, run_data_config(run)
+    check_variant(args.model)
+    variant = config.get_variant(args.model or "lite0")
+    weights = args.weights or "imagenet"
+    classes, class_names = args.classes, None
+    if os.path.isdir(weights) and os.path.isfile(os.path.join(weights, "run.json")):
+        raise ValueError(f"--weights {weights} is a train run directory: pass it as --run {weights}.")
+    if os.path.isfile(weights):
+        from .weights.loader import file_classifier
+
+        found = file_classifier(weights)
+        if classes is None and found is not None:
+            classes = int(found[0].shape[-1])
+        beside = os.path.join(os.path.dirname(os.path.abspath(weights)), "classes.json")
+        if classes not in (None, 1000) and os.path.isfile(beside):
+            with open(beside) as f:
+                names = tuple(json.load(f))
+            class_names = names if len(names) == classes else None
+        if classes not in (None, 1000) and class_names is None:
+            class_names = tuple(f"class {i}" for i in range(classes))
+    elif classes is not None and classes != 1000:
+        raise ValueError(f"--classes {classes} needs a weights file; the {weights} weights have 1000 classes.")
+    if classes is not None and classes < 1:
+        raise ValueError(f"--classes must be at least 1, got {classes}.")
+    model = builder.EfficientNet(variant, weights=weights, input_shape=None, classes=classes or 1000)
+    return model, class_names, data_config(variant.name, weights)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .preprocessing import decode_predictions, sample_image_path
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}.")
+    paths = args.images or [sample_image_path()]
+    _check_image_paths(paths)
+    model, class_names, config = _predict_model(args)
     records = []
-    for path in args.images or [sample_image_path()]:
-        # The evaluation pipeline's decoder and crop: the model sees what `evaluate` gives it.
-        image = decode_image(tf.io.read_file(path)).numpy()
-        probs = np.asarray(model.predict(config.eval_transform(image)[None], verbose=0))[0]
+    for path in paths:
+        # The evaluation pipeline's decoder and crop (the model's or the run's data config).
+        probs = np.asarray(model.predict(config.eval_transform(_read_image(path))[None], verbose=0))[0]
         if class_names is not None:
             top = [(None, class_names[i], float(probs[i])) for i in np.argsort(-probs)[: args.top]]
         else:
@@ -93,17 +153,54 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+# Advice that only the Python API can follow, and what the command line offers instead.
+_API_ONLY = re.compile(r"skip_mismatch|by_name=|include_top|save_weights\(|load_weights\(|\bmodel\.save\(")
+_CLI_FIX = {
+    "predict": "Pass the --model the weights were trained with and --classes N for their classifier, or "
+    "--run RUN_DIR for a train run.",
+    "export": "Pass the --model the weights were trained with and --classes N for their classifier, or "
+    "--run RUN_DIR for a train run.",
+    "evaluate": "Pass the --model the weights were trained with, or --run RUN_DIR for a train run.",
+    "train": "Pass the --model the weights were saved from, or --weights imagenet/none.",
+    "noisy-student": "Pass the --teacher/--student variant the weights were saved from, or a teacher run directory.",
+}
+
+
+def _cli_message(exc: BaseException, command: str) -> str:
+    """One line naming the problem and a fix this command line has (library-only advice replaced)."""
+    errno_, filename = getattr(exc, "errno", None), getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and errno_ is not None and exc.strerror:
+        where = f"{filename}: " if filename else ""
+        return f"{where}{exc.strerror}. Check the path, and that you may read (inputs) or write (outputs) there."
+    text = " ".join(str(exc).split())
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(])", text)
+    kept, dropped = [], False
+    for sentence in sentences:
+        clauses = [c for c in re.split(r";\s+", sentence) if c]
+        good = [c for c in clauses if not _API_ONLY.search(c)]
+        dropped |= len(good) < len(clauses)
+        if good:
+            line = "; ".join(good)
+            kept.append(line if line.endswith((".", "!", "?", ")")) else line + ".")
+    if dropped:
+        kept.append(_CLI_FIX.get(command, "See --help for the options."))
+    return " ".join(kept) or text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="efficientnet", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="print the top ImageNet labels of images")
     p.add_argument("images", nargs="*", help="image files (default: the bundled sample photo)")
-    p.add_argument("--model", default="lite0", help="variant name (default: lite0, whose weights ship offline)")
-    p.add_argument("--weights", default="imagenet", help="weight set or .h5 path (default: imagenet)")
+    p.add_argument("--model", default=None, help="variant name (default: lite0, whose weights ship offline)")
+    p.add_argument("--weights", default=None, help="weight set or .h5 path (default: imagenet)")
+    p.add_argument(
+        "--classes", type=int, default=None, help="classes of a weights file's classifier (default: read from the file)"
+    )
     p.add_argument("--top", type=int, default=5)
-    p.add_argument("--run", default=None, help="a train run directory: its model, weights, classes and data config")
     p.add_argument("--json", action="store_true", help="print the probabilities and the data config as JSON")
+    p.add_argument("--run", default=None, help="a train run directory: its model, weights and class names")
     p.set_defaults(func=_predict)
 
     from .training.cli import add_evaluate_parser, add_noisy_student_parser, add_train_parser
@@ -138,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:
-        print(f"efficientnet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"efficientnet {args.command}: error: {_cli_message(exc, args.command)}", file=sys.stderr)
         return 2
 
 

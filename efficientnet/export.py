@@ -825,18 +825,25 @@ def _calibration_batch(images, size: int | None, limit: int, data_config: DataCo
 def add_export_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the ``export`` sub-command on ``subparsers`` (``parser.add_subparsers()``).
 
-    ``efficientnet export MODEL_OR_WEIGHTS OUT --format F [--model V] [--image-size N] [--no-optimize]``;
-    the sub-command's ``func`` returns the exit code.
+    ``efficientnet export MODEL_OR_WEIGHTS OUT --format F [--model V] [--classes N] [--image-size N]
+    [--no-optimize]``, or ``efficientnet export --run RUN_DIR OUT --format F`` for a train run (its
+    model, classes, weights and evaluation size); the sub-command's ``func`` returns the exit code.
     """
     p = subparsers.add_parser(
         "export",
         help="export a model to SavedModel, ONNX, OpenVINO or LiteRT",
         description=(
-            "Export a .keras model, or a variant built with --model and weights (a file or a registered name "
-            "such as imagenet), for inference: BN folded, dropout removed, one image input, dynamic batch."
+            "Export a .keras model, a variant built with --model and weights (a file or a registered name "
+            "such as imagenet), or a train run (--run RUN_DIR), for inference: BN folded, dropout removed, "
+            "one image input, dynamic batch."
         ),
     )
-    p.add_argument("model", metavar="MODEL_OR_WEIGHTS", help="a .keras file, or weights (file or name) for --model")
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_WEIGHTS",
+        nargs="?",
+        help="a .keras file, or weights (file or name) for --model; omitted with --run",
+    )
     p.add_argument(
         "output",
         metavar="OUT",
@@ -844,7 +851,16 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--model", dest="variant", metavar="VARIANT", help="variant to build (b0, lite0, v2-b0, xception65)")
-    p.add_argument("--image-size", type=int, metavar="N", help="input size (default: the variant's)")
+    p.add_argument(
+        "--run", metavar="RUN_DIR", help="a train run directory: its model, classes and weights (instead of MODEL)"
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        metavar="N",
+        help="classes of the weights' classifier (default: read from a weights file, else 1000)",
+    )
+    p.add_argument("--image-size", type=int, metavar="N", help="input size (default: the variant's or the run's)")
     p.add_argument("--batch-size", type=int, metavar="N", help="fixed batch size (default: dynamic)")
     p.add_argument("--no-optimize", action="store_true", help="keep BN and dropout layers as they are")
     p.add_argument(
@@ -856,35 +872,106 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _load_for_export(source: str, variant: str | None, image_size: int | None) -> keras.Model:
+def _run_for_export(run_dir: str) -> tuple[str, str, int, int | None]:
+    """``(weights file, variant, classes, eval size)`` of a train run directory, for ``export --run``."""
+    import json
+
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ValueError(
+            f"--run {run_dir}: not a train run directory (no run.json). Pass the --out directory of a train run, "
+            "or export a weights file with MODEL_OR_WEIGHTS --model VARIANT."
+        )
+    try:
+        run = json.loads(path.read_text())
+        weights, variant, classes = str(Path(run_dir) / run["weights"]), run["model"], int(run["classes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--run {run_dir}: {path} is damaged ({exc}); train the run again.") from None
+    if variant is None:
+        raise ValueError(f"--run {run_dir} trained a custom Keras model: save it as .keras and export that file.")
+    if not Path(weights).is_file():
+        raise ValueError(f"--run {run_dir} has not finished: {weights} is missing. Finish it with train --resume.")
+    return weights, variant, classes, run.get("eval_size")
+
+
+def _load_for_export(
+    source: str, variant: str | None, image_size: int | None, classes: int | None = None
+) -> keras.Model:
     if source.endswith(".keras"):
-        if variant is not None or image_size is not None:
-            raise ValueError("--model and --image-size apply to weights; a .keras file has its own architecture.")
+        if variant is not None or image_size is not None or classes is not None:
+            raise ValueError(
+                "--model, --classes and --image-size apply to weights; a .keras file has its own architecture."
+            )
         if not Path(source).is_file():
             raise ValueError(f"No such .keras file: {source!r}.")
         return keras.saving.load_model(source, compile=False)
     if variant is None:
         raise ValueError(
             f"{source!r} is not a .keras model: pass --model VARIANT (e.g. --model lite0) to build the "
-            "architecture these weights belong to."
+            "architecture these weights belong to, or --run RUN_DIR for a train run."
+        )
+    if os.sep in variant or variant.endswith((".h5", ".keras")):
+        raise ValueError(
+            f"--model takes a variant name (e.g. lite0, b0; `efficientnet list` shows them), not the path {variant!r}: "
+            "pass weights as MODEL_OR_WEIGHTS, or a train run with --run RUN_DIR."
         )
     if image_size is not None and image_size < 32:
         raise ValueError(f"--image-size must be at least 32, got {image_size}.")
+    if classes is not None and classes < 1:
+        raise ValueError(f"--classes must be at least 1, got {classes}.")
+    if classes is None and Path(source).is_file():
+        from .weights.loader import file_classifier
+
+        found = file_classifier(source)
+        classes = None if found is None else int(found[0].shape[-1])
+    elif classes is not None and not Path(source).is_file() and classes != 1000:
+        raise ValueError(f"--classes {classes} needs a weights file; the {source} weights have 1000 classes.")
     input_shape = None if image_size is None else (image_size, image_size, 3)
+    extra = {} if classes is None else {"classes": classes}
     if variant.lower().startswith("xception"):
         from .xception import AlignedXception
 
-        return AlignedXception(variant.lower(), weights=source, input_shape=input_shape)
+        return AlignedXception(variant.lower(), weights=source, input_shape=input_shape, **extra)
     from .builder import EfficientNet
 
-    return EfficientNet(variant, weights=source, input_shape=input_shape)
+    return EfficientNet(variant, weights=source, input_shape=input_shape, **extra)
+
+
+def _calibration_config(run, source, variant):
+    """The data config int8 calibration crops with: the run's, else the variant's (with its registered weights)."""
+    if run is not None:
+        import json
+
+        from .training.engine import RUN_FILE, run_data_config
+
+        with open(os.path.join(run, RUN_FILE)) as f:
+            return run_data_config(json.load(f))
+    if variant is None:
+        return None
+    from .preprocessing import data_config
+
+    return data_config(variant, source)  # a registered weight set's, else the variant's
 
 
 def _export_command(args: argparse.Namespace) -> int:
     int8 = getattr(args, "int8", None)
     if int8 is not None and args.format != "onnx":
         raise ValueError(f"--int8 quantises ONNX models: use --format onnx (got --format {args.format}).")
-    model = _load_for_export(args.model, args.variant, args.image_size)
+    run = getattr(args, "run", None)
+    classes, image_size = getattr(args, "classes", None), args.image_size
+    if run is not None:
+        if args.model is not None or args.variant is not None or classes is not None:
+            raise ValueError(
+                "--run RUN_DIR brings the run's model, classes and weights: drop MODEL_OR_WEIGHTS, --model and "
+                "--classes, or drop --run."
+            )
+        source, variant, classes, eval_size = _run_for_export(run)
+        image_size = image_size or eval_size
+    elif args.model is None:
+        raise ValueError("export needs MODEL_OR_WEIGHTS (a .keras file, or weights with --model) or --run RUN_DIR.")
+    else:
+        source, variant = args.model, args.variant
+    model = _load_for_export(source, variant, image_size, classes)
     options = dict(optimize=not args.no_optimize, batch_size=args.batch_size)
     if int8 is None:
         path = export_model(model, args.output, args.format, **options)
@@ -893,12 +980,9 @@ def _export_command(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
             float_model = export_model(model, Path(scratch) / "float32.onnx", "onnx", **options)
-            config = None
-            if args.variant is not None:
-                from .preprocessing import data_config
-
-                config = data_config(args.variant, args.model)  # a registered weight set's, else the variant's
-            path = quantize_onnx(float_model, output, int8, image_size=args.image_size, data_config=config)
+            path = quantize_onnx(
+                float_model, output, int8, image_size=image_size, data_config=_calibration_config(run, source, variant)
+            )
     shape = tuple(model.inputs[0].shape[1:])
     batch = "dynamic" if args.batch_size is None else args.batch_size
     kind = f"{args.format}, int8" if int8 is not None else args.format

@@ -611,3 +611,61 @@ def test_cli_loads_keras_files_and_passes_options(tiny, tmp_path, monkeypatch):
         _cli(["export", str(path), out, "--format", "onnx", "--model", "b0"])
     with pytest.raises(SystemExit):
         _cli(["export", str(path), out, "--format", "pickle"])
+
+
+def test_chunked_percentile_calibration_merges_to_the_ranges_of_one_pass(tiny, tmp_path, monkeypatch):
+    """Two real chunks of 8 through onnxruntime's histogram calibrator give the ranges of all 16 at once."""
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import HistogramCalibrater, create_calibrator
+
+    path = export_model(tiny, tmp_path / "tiny.onnx")
+    input_name = onnxruntime.InferenceSession(str(path)).get_inputs()[0].name
+    x = images(16, 32, seed=3)
+    x[8:] = x[8:] * 0.25 + 160.0  # the second chunk spans other ranges: the first chunk's histograms must grow
+
+    class Reader:
+        def __init__(self):
+            self.items = iter({input_name: item[None]} for item in x)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    real = HistogramCalibrater.collect_data
+    chunks = []
+
+    def counted(self, reader):  # onnxruntime's own, counting the images of each call
+        items = list(iter(reader.get_next, None))
+        chunks.append(len(items))
+        it = iter(items)
+        return real(self, type("R", (), {"get_next": lambda _: next(it, None)})())
+
+    monkeypatch.setattr(HistogramCalibrater, "collect_data", counted)
+
+    def ranges(name: str, chunk: int | None) -> dict:
+        calibrator = create_calibrator(
+            str(path),
+            augmented_model_path=str(tmp_path / f"{name}.onnx"),
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": 99.999},
+        )
+        if chunk is None:
+            calibrator.collect_data(Reader())
+        else:
+            with export_lib._histograms_in_chunks(chunk):
+                calibrator.collect_data(Reader())
+        data = calibrator.compute_data()
+        return {k: tuple(float(np.asarray(v)) for v in data[k].range_value) for k in data.data}
+
+    one = ranges("one", None)
+    assert chunks == [16]
+    two = ranges("two", 8)
+    assert chunks == [16, 8, 8]  # two real chunks went through onnxruntime's calibrator
+    assert one.keys() == two.keys() and len(one) > 20
+    assert np.mean([hi > lo for lo, hi in one.values()]) > 0.9
+    for key in one:
+        (lo1, hi1), (lo2, hi2) = one[key], two[key]
+        # A few bins: the calibrator's histogram of |x| has 2048 bins over [0, max |x|], and the merged one
+        # keeps the first chunk's bin width (seen: up to 2.6 bins apart; a merge that drops a chunk: >1000).
+        tolerance = 4 * max(abs(lo1), abs(hi1)) / 2048 + 1e-6
+        assert abs(lo1 - lo2) <= tolerance and abs(hi1 - hi2) <= tolerance, (key, one[key], two[key])

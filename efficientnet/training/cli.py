@@ -13,17 +13,112 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-__all__ = ["add_train_parser", "add_evaluate_parser", "add_noisy_student_parser"]
+__all__ = ["add_train_parser", "add_evaluate_parser", "add_noisy_student_parser", "UsageError", "check_out_dir"]
+
+
+class UsageError(ValueError):
+    """A command-line argument refused before any work: the message names the option and the fix."""
 
 
 def _weights(value: str) -> str | None:
-    return None if value.lower() in ("none", "random", "scratch") else value
+    if value.lower() in ("none", "random", "scratch"):
+        return None
+    if os.path.isdir(value) and os.path.isfile(os.path.join(value, "run.json")):
+        with open(os.path.join(value, "run.json")) as f:
+            return os.path.join(value, json.load(f).get("weights", "model.weights.h5"))
+    if _looks_like_path(value) and not os.path.exists(value):
+        raise UsageError(
+            f"--weights {value}: no such file. Pass an existing weights file (e.g. RUN_DIR/model.weights.h5), "
+            "a train run directory, imagenet, or none."
+        )
+    return value
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.startswith(".") or value.endswith((".h5", ".keras")) or os.path.exists(value)
+
+
+def check_variant(value: str | None, flag: str = "--model") -> None:
+    """Refuses a path given where a variant name belongs, naming the option that takes it."""
+    if value is None or not _looks_like_path(value):
+        return
+    if os.path.isdir(value) and os.path.isfile(os.path.join(value, "run.json")):
+        raise UsageError(
+            f"{flag} takes a variant name (e.g. lite0, b0; `efficientnet list` shows them), but {value!r} is a "
+            "train run directory: pass it as --run (predict, evaluate, export) or --weights (train)."
+        )
+    raise UsageError(
+        f"{flag} takes a variant name (e.g. lite0, b0; `efficientnet list` shows them), but {value!r} is a path"
+        f"{'' if os.path.exists(value) else ' that does not exist'}. Pass weights files with --weights and "
+        "run directories with --run."
+    )
+
+
+def check_run_dir(value: str, flag: str = "--run") -> None:
+    """Refuses a missing path, a file or a directory without ``run.json`` as a train run directory."""
+    if not os.path.exists(value):
+        raise UsageError(f"{flag} {value}: no such directory. Pass the --out directory of a finished train run.")
+    if not os.path.isdir(value) or not os.path.isfile(os.path.join(value, "run.json")):
+        raise UsageError(
+            f"{flag} {value}: not a train run directory (no run.json in it). Pass the --out directory of a "
+            "train run; for a weights file use --model VARIANT --weights FILE."
+        )
+
+
+def check_out_dir(value: str, flag: str = "--out") -> None:
+    """Refuses an output directory that is a file or cannot be created or written, before any work."""
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise UsageError(f"{flag} {value}: it is an existing file, not a directory. Choose a directory path.")
+    probe = os.path.abspath(value)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"{flag} {value}: {probe} is a file, so the directory cannot be created. Choose another path.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {value}: cannot write in {probe} (permission denied). Choose a directory you can write to."
+        )
+
+
+def check_at_least(value: float | None, minimum: float, flag: str, what: str = "") -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}{what}, got {value}.")
+
+
+def _check_resume_model(args: argparse.Namespace) -> None:
+    """``--resume`` of a run with another ``--model``: name the run's model before anything is built."""
+    from ..config import get_variant
+
+    path = os.path.join(args.out, "run.json")
+    if not args.resume or not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f).get("model")
+    except (OSError, ValueError, AttributeError):
+        return
+    if saved and get_variant(args.model).name != saved:
+        raise UsageError(
+            f"--resume: the run in {args.out} trains {saved}, not {get_variant(args.model).name}. "
+            f"Resume with --model {saved}, or train {args.model} into a new --out directory."
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
     from .engine import train
+
+    check_variant(args.model)
+    check_at_least(args.image_size, 32, "--image-size", " (pixels)")
+    check_at_least(args.batch_size, 1, "--batch-size")
+    check_at_least(args.epochs, 1, "--epochs")
+    check_at_least(args.seed, 0, "--seed")
+    if args.val_split is not None and not 0 < args.val_split < 1:
+        raise UsageError(f"--val-split must lie between 0 and 1 (a fraction of each class), got {args.val_split}.")
+    check_out_dir(args.out)
+    _check_resume_model(args)
 
     overrides = {}
     if args.learning_rate is not None:
@@ -69,8 +164,21 @@ def _recipe_default():
 def _evaluate(args: argparse.Namespace) -> int:
     from .engine import evaluate
 
-    if args.run is None and (args.model is None or args.weights is None):
-        raise ValueError("evaluate needs --run RUN_DIR, or --model and --weights.")
+    check_at_least(args.batch_size, 1, "--batch-size")
+    check_at_least(args.image_size, 32, "--image-size", " (pixels)")
+    if args.run is not None:
+        if args.model is not None or args.weights is not None:
+            raise UsageError(
+                "evaluate takes --run RUN_DIR (the run's model and weights) or --model with --weights, not both."
+            )
+        check_run_dir(args.run)
+    elif args.model is None or args.weights is None:
+        raise UsageError("evaluate needs --run RUN_DIR, or --model VARIANT with --weights FILE.")
+    else:
+        check_variant(args.model)
+        _check_weights_classes(args)
+    if args.out is not None:
+        check_out_dir(args.out)
     result = evaluate(
         args.run if args.run is not None else args.model,
         args.data_dir,
@@ -88,6 +196,36 @@ def _evaluate(args: argparse.Namespace) -> int:
         for kind, path in result.files.items():
             print(f"Wrote {kind}: {path}")
     return 0
+
+
+def _check_weights_classes(args: argparse.Namespace) -> None:
+    """``evaluate --model --weights FILE``: the file's classifier must have the data's number of classes."""
+    from ..weights.loader import describe_non_weights_file, file_classifier
+
+    if not _looks_like_path(args.weights):
+        return
+    problem = describe_non_weights_file(args.weights)
+    if problem is not None:
+        raise UsageError(f"--weights: {problem}")
+    found = file_classifier(args.weights)
+    if found is None:
+        return
+    n = int(found[0].shape[-1])
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.weights)), "classes.json")
+    where = f"{beside} names" if os.path.isfile(beside) else f"{args.data_dir} has"
+    if os.path.isfile(beside):
+        with open(beside) as f:
+            count = len(json.load(f))
+    elif os.path.isdir(args.data_dir):
+        count = len([e for e in os.scandir(args.data_dir) if e.is_dir() and not e.name.startswith(".")])
+    else:
+        return
+    if count != n:
+        run = os.path.dirname(os.path.abspath(args.weights))
+        raise UsageError(
+            f"--weights {args.weights} has a classifier for {n} classes but {where} {count}. Pass the weights "
+            f"trained on these classes, or the run directory they come from with --run (e.g. --run {run})."
+        )
 
 
 def add_train_parser(sub) -> None:
@@ -159,6 +297,14 @@ def _student_weights(value: str) -> str | None:
 def _noisy_student(args: argparse.Namespace) -> int:
     from .noisy_student import noisy_student
 
+    check_variant(args.student, "--student")
+    if _looks_like_path(args.teacher):
+        check_run_dir(args.teacher, "--teacher")
+    for flag, value in (("--image-size", args.image_size), ("--teacher-image-size", args.teacher_image_size)):
+        check_at_least(value, 32, flag, " (pixels)")
+    check_at_least(args.batch_size, 1, "--batch-size")
+    check_at_least(args.seed, 0, "--seed")
+    check_out_dir(args.out)
     overrides = {}
     if args.learning_rate is not None:
         overrides["base_learning_rate"] = args.learning_rate

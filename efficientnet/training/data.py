@@ -18,6 +18,7 @@ This module imports TensorFlow (tf.data); the rest of the library does not need 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,17 +90,31 @@ class ImageFolder:
 
 
 def _check_image(path: str) -> str | None:
-    """``None`` if ``path`` decodes as an image, else the reason it does not."""
-    from PIL import Image
+    """``None`` if ``path`` decodes as an image with the decoder training uses, else the reason it does not.
 
+    The check is :func:`decode_image`'s own ``tf.io.decode_image`` call: a file another library
+    reads (a TIFF named ``.png``, a 1-bit BMP) but TensorFlow does not would otherwise pass the
+    check and stop training mid-epoch with an error that names no file.
+    """
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.width < 1 or image.height < 1:
-                return "the image is empty"
-    except Exception as exc:  # PIL raises many types for bad files
-        return f"{type(exc).__name__}: {exc}"
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as exc:
+        message = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+        message = re.sub(r"\s*\[Op:.*$", "", re.sub(r"^\{\{[^}]*\}\}\s*", "", message))
+        return f"TensorFlow, which decodes the training images, cannot decode it: {message}"
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        return "the image is empty"
     return None
+
+
+def _nested_images(folders) -> list[str]:
+    """The image files anywhere below ``folders`` (sub-folders of class folders, which are not read)."""
+    found: list[str] = []
+    for folder in folders:
+        for parent, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [os.path.join(parent, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
 
 
 def _check_images(files: Sequence[str]) -> list[str | None]:
@@ -164,11 +179,13 @@ def scan_image_folder(
     files: list[str] = []
     labels: list[int] = []
     ignored: list[str] = []
+    nested: list[str] = []
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
         entries = sorted(os.scandir(folder), key=lambda e: e.name) if os.path.isdir(folder) else []
         class_files = [e.path for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
         ignored += [e.path for e in entries if e.is_file() and not e.name.lower().endswith(IMAGE_EXTENSIONS)]
+        nested += _nested_images(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
         if not class_files and (folder in (os.path.join(root, f) for f in found)):
             raise DatasetError(
                 f"Class folder {folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
@@ -176,11 +193,22 @@ def scan_image_folder(
             )
         files += class_files
         labels += [label] * len(class_files)
+    if nested:
+        warnings.warn(
+            f"{len(nested)} image(s) in sub-folders of the class folders of {root!r} are not used, e.g. "
+            f"{nested[0]!r}: only the images directly inside each class folder are read. Move them up into "
+            "their class folder to train on them.",
+            stacklevel=2,
+        )
     skipped: list[str] = []
     if ignored:
-        message = f"{len(ignored)} file(s) without an image extension, e.g. {ignored[0]!r}"
+        message = f"{len(ignored)} file(s) without an image extension ({', '.join(IMAGE_EXTENSIONS)}): " + ", ".join(
+            repr(f) for f in ignored
+        )
         if on_bad_file == "error":
-            raise DatasetError(f"{message}. Remove them or pass on_bad_file='skip'.")
+            raise DatasetError(
+                f"{message}. Remove them, or pass on_bad_file='skip' (drop --strict-files) to leave them out."
+            )
         warnings.warn(f"Skipping {message}.", stacklevel=2)
         skipped += ignored
     if check_images and files:

@@ -190,10 +190,17 @@ def _tf_engine(name: str, tf_config: str | None):
         return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+        raise ValueError(
+            f"strategy 'tpu' (--strategy tpu) found no TPU ({getattr(exc, 'message', None) or exc}). Run on a TPU VM "
+            "(or set TPU_NAME to the TPU to connect to), or choose another strategy: 'auto' uses what this "
+            "machine has (--strategy auto), 'none' one device."
+        ) from None
 
 
 def _jax_chief() -> bool:

@@ -122,6 +122,9 @@ def build_classifier(
     backbone. With the recipe's ``zero_head`` (the default) the new classifier starts at zero (uniform
     predictions, as BiT's fine-tuning does): the reference initialiser scales with 1/classes and gives a
     few-class head logits in the tens; ``zero_head=False`` keeps that reference initialiser.
+    When ``weights`` is a file whose classifier has this shape (e.g. a run's ``model.weights.h5``
+    on the same classes), that trained classifier is loaded too, so training continues from it;
+    a file with a classifier of another size warns that the classifier starts anew.
     The input size is free (``(None, None, 3)``) so training may change it.
     """
     from ..builder import EfficientNet, add_head
@@ -148,7 +151,28 @@ def build_classifier(
     if rec.zero_head:
         head = net.get_layer("predictions")
         head.kernel.assign(np.zeros(tuple(head.kernel.shape), keras.backend.standardize_dtype(head.kernel.dtype)))
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        _start_classifier(net, os.fspath(weights), num_classes)
     return net
+
+
+def _start_classifier(net: keras.Model, path: str, num_classes: int) -> None:
+    """Loads the classifier of the weights file ``path`` into ``net`` when its shape fits, else says why not."""
+    from ..weights.loader import file_classifier
+
+    found = file_classifier(path)
+    if found is None:  # a backbone-only file: the new classifier is expected
+        return
+    kernel, bias = found
+    head = net.get_layer("predictions")
+    if tuple(kernel.shape) == tuple(head.kernel.shape) and tuple(bias.shape) == tuple(head.bias.shape):
+        head.set_weights([kernel, bias])
+        return
+    warnings.warn(
+        f"{path} holds a classifier for {kernel.shape[-1]} classes but the data has {num_classes}: only the "
+        f"backbone is loaded and a new {num_classes}-class classifier is trained from the start.",
+        stacklevel=3,
+    )
 
 
 def _num_outputs(model: keras.Model) -> int:
@@ -321,10 +345,23 @@ def _recover_checkpoint(out_dir: str) -> None:
 
 def _read_state(out_dir: str) -> dict | None:
     path = os.path.join(out_dir, CHECKPOINT_DIR, "state.json")
+    start_over = (
+        f"Delete {os.path.join(out_dir, CHECKPOINT_DIR)!r} to train this run again from the start, "
+        "or train into a new --out directory"
+    )
     if not os.path.exists(path):
+        if os.path.isdir(os.path.dirname(path)) and os.listdir(os.path.dirname(path)):
+            raise RunError(f"The checkpoint of {out_dir!r} is incomplete: {path!r} is missing. {start_over}.")
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        int(state["epoch"]), int(state["epochs"]), dict(state["history"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunError(
+            f"The checkpoint of {out_dir!r} is damaged: {path!r} cannot be read ({exc}). {start_over}."
+        ) from None
+    return state
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -383,8 +420,10 @@ def train(
             ``"data-parallel"`` (JAX), a ``tf.distribute.Strategy`` or a ``keras.distribution``
             distribution (see :mod:`efficientnet.training.distribute`). Only the chief writes ``out_dir``.
         synchronized_bn: cross-replica batch norm (TensorFlow strategies), as the TPU recipe.
-        weights: for a named model, the weights to start from (default: the recipe's). A
-            ``keras.Model`` is used as it is (load its weights yourself): ``weights=`` is refused there.
+        weights: for a named model, the weights to start from (default: the recipe's). A weights
+            file whose classifier fits the data's classes (a run's ``model.weights.h5`` on the same
+            classes) continues from that classifier; another classifier size warns and starts a new one.
+            A ``keras.Model`` is used as it is (load its weights yourself): ``weights=`` is refused there.
         seed: seeds the data order, crops, augmentation and dropout of every epoch.
         resume: continue the run in ``out_dir`` from its last finished epoch.
         callbacks: more Keras callbacks.
@@ -422,6 +461,10 @@ def train(
     batch_size = rec.batch_size if batch_size is None else int(batch_size)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if image_size is not None and int(image_size) < 32:
+        raise ValueError(f"image_size must be at least 32, got {image_size}.")
 
     if deterministic:
         keras.utils.set_random_seed(seed)
@@ -515,7 +558,7 @@ def train(
                 f"but the model predicts {outputs}. Build the model with classes={len(names)} or pass a variant "
                 "name to get a new classifier."
             )
-        size = int(image_size or default_size)
+        size = int(default_size if image_size is None else image_size)
         if size < 32:
             raise ValueError(f"image_size must be at least 32, got {size}.")
         steps = data_lib.steps_per_epoch(source, batch_size)
@@ -559,11 +602,14 @@ def train(
             _truncate_history(os.path.join(out_dir, "history.csv"), start_epoch)
         with dist.scope():
             enter_phase(min(start_epoch, epochs - 1))
-            net.load_weights(os.path.join(out_dir, CHECKPOINT_DIR, "train_state.weights.h5"))
+            _load_checkpoint_part(out_dir, "train_state.weights.h5", net.load_weights, variant_name)
         if ema is not None:
-            path = os.path.join(out_dir, CHECKPOINT_DIR, "ema.npz")
-            with np.load(path) as arrays:
-                ema.load_state({key: arrays[key] for key in arrays.files})
+
+            def load_ema(path: str) -> None:
+                with np.load(path) as arrays:
+                    ema.load_state({key: arrays[key] for key in arrays.files})
+
+            _load_checkpoint_part(out_dir, "ema.npz", load_ema, variant_name)
     eval_size = schedule.eval_size if schedule is not None else (rec.eval_size or size)
     if writer:
         _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size)
@@ -670,6 +716,37 @@ def _truncate_history(path: str, epochs_done: int) -> None:
     kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",", 1)[0]) < epochs_done]
     if kept != lines:
         _atomic_write_text(path, "\n".join(kept) + "\n")
+
+
+def _load_checkpoint_part(out_dir: str, name: str, load, variant_name: str | None) -> None:
+    """``load(path)`` of ``checkpoint/name``; a missing, damaged or other-model file raises a :class:`RunError`."""
+    path = os.path.join(out_dir, CHECKPOINT_DIR, name)
+    saved = None
+    try:
+        with open(os.path.join(out_dir, RUN_FILE)) as f:
+            saved = json.load(f).get("model")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if saved and variant_name and get_variant(variant_name).name != saved:
+        raise RunError(
+            f"Cannot resume {out_dir!r} with model {get_variant(variant_name).name!r}: the run trains {saved!r}. "
+            f"Resume with --model {saved} (model={saved!r}), or train the other model into a new --out directory."
+        )
+    if not os.path.isfile(path):
+        raise RunError(
+            f"The checkpoint of {out_dir!r} is incomplete: {path!r} is missing. Delete "
+            f"{os.path.join(out_dir, CHECKPOINT_DIR)!r} to train this run again from the start, or train into a "
+            "new --out directory."
+        )
+    try:
+        load(path)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"Cannot resume {out_dir!r}: {path!r} does not load into this model ({first[:300]}). The file is damaged "
+            f"or was written by another model: resume with the run's --model (run.json: {saved or 'unknown'}), or "
+            f"delete {os.path.join(out_dir, CHECKPOINT_DIR)!r} to train the run again from the start."
+        ) from None
 
 
 def _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedule) -> None:

@@ -110,10 +110,15 @@ def fetch(spec: WeightSpec) -> str:
 
 def _alternatives(spec: WeightSpec, origin: str, target: str) -> str:
     """Where else the file can come from, for error messages."""
-    text = (
-        f"download {origin} elsewhere and place it at {target}, or in a directory named by ${ENV_DIR}, "
-        f"or pass weights='/path/to/{spec.file_name}'"
-    )
+    if os.path.isfile(target):
+        place = (
+            f"the file already at {target} is damaged (its hash is not {spec.file_hash}: an interrupted or "
+            f"altered download), so delete it and retry with a connection, or download {origin} elsewhere and "
+            "put it there in its place"
+        )
+    else:
+        place = f"download {origin} elsewhere and place it at {target}"
+    text = f"{place}, or in a directory named by ${ENV_DIR}, or pass weights='/path/to/{spec.file_name}'"
     if os.environ.get(ENV_URL):
         text += f"; check ${ENV_URL}={os.environ[ENV_URL]} (the file should be at {origin})"
     else:

@@ -34,6 +34,7 @@ __all__ = [
     "check_weights_file",
     "describe_non_weights_file",
     "weighted_layers",
+    "file_classifier",
 ]
 
 logger = logging.getLogger("efficientnet")
@@ -185,6 +186,35 @@ def read_weights_file(path: str, model: keras.Model | None = None) -> list[tuple
     Reading one checks that it was saved from ``model``'s architecture.
     """
     return _read_weights(os.fspath(path), model)[0]
+
+
+def file_classifier(path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The classifier ``(kernel, bias)`` a weights file holds, or ``None`` (no single classifier, unreadable).
+
+    A legacy ``.h5`` names it ``predictions``; a Keras 3 ``.weights.h5`` of a library model has
+    exactly one ``dense`` entry, its classifier. ``kernel.shape[-1]`` is the number of classes the
+    file was trained for, which a command line can then build without being told.
+    """
+    path = os.fspath(path)
+    try:
+        if describe_non_weights_file(path) is not None:
+            return None
+        with h5py.File(path, "r") as f:
+            if "layer_names" in f.attrs or "model_weights" in f:
+                group = f["model_weights"] if "model_weights" in f else f
+                for name, arrays in _read_legacy(group):
+                    if _base_name(name) == "predictions" and len(arrays) == 2:
+                        return arrays[0], arrays[1]
+                return None
+            dense = sorted(k for k in _keras3_file_entries(f) if _entry_class(k) == "dense")
+            if len(dense) != 1:
+                return None
+            group = f[f"{dense[0]}/vars"]
+            if len(group) != 2:
+                return None
+            return np.asarray(group["0"]), np.asarray(group["1"])
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError):
+        return None
 
 
 def _read_weights(path: str, model) -> tuple[list[tuple[str, list[np.ndarray]]], bool]:
