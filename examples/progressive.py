@@ -2,9 +2,12 @@
 
 What users report from practice: "progressive learning is slow and gains little; training directly
 at the last stage's size with strong regularisation does as well". This example measures it on the
-committed flower photos (``examples/data/flowers``, independent photos split by photographer):
-``efficientnetv2-b0`` from random initialisation (no V2 weights can be fetched here), the same
-recipe (``scratch`` with RandAugment), seed, batch size and number of epochs, twice:
+flower photos (``examples/data/flowers``, independent photos split by photographer). No V2 weights
+can be fetched here and a V2 from scratch does not leave chance level in a run this CPU can afford
+(``efficientnetv2-b0``, 8 epochs: 19.5 % and 25.5 % held-out top-1 for the two set-ups below, chance
+20 %), so the model is ``efficientnet-lite0`` fine-tuned from the ImageNet weights that ship with the
+package: the same recipe (``finetune`` with the reference RandAugment), seed, batch size and number
+of epochs, twice:
 
 1. progressive: 4 stages, image size, RandAugment magnitude and dropout growing linearly
    (the V2 paper's rule, scaled to this CPU: 64 → 128 px, magnitude 5 → 15, dropout 0.1 → 0.3);
@@ -28,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from photos import photo_set_dir  # noqa: E402
 
-MODEL = "efficientnetv2-b0"
+MODEL = "efficientnet-lite0"
 
 
 def schedule(first_size: int, last_size: int, magnitudes=(5.0, 15.0), dropouts=(0.1, 0.3), stages: int = 4):
@@ -61,7 +64,7 @@ def compare(
     plan = schedule(first_size, last_size)
     last = plan.stages(epochs)[-1]
     common = dict(
-        recipe="scratch",
+        recipe="finetune",
         augmentation="randaugment",
         val_data=str(data_dir / "test"),
         epochs=epochs,
@@ -91,8 +94,8 @@ def compare(
         }
     return {
         "model": MODEL,
-        "weights": None,
-        "recipe": "scratch + randaugment",
+        "weights": "imagenet",
+        "recipe": "finetune + randaugment",
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    print(f"{MODEL} from scratch, {args.epochs} epochs, batch {args.batch_size}:")
+    print(f"{MODEL} from ImageNet weights, {args.epochs} epochs, batch {args.batch_size}:")
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

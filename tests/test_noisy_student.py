@@ -408,3 +408,15 @@ def test_cli_flags_reach_noisy_student(monkeypatch, tmp_path, capsys):
     assert (seen["teacher_epochs"], seen["student_epochs"]) == (5, 2)
     assert seen["student_weights"] == "recipe" and seen["deterministic"] is False
     assert "base_learning_rate" not in seen
+
+
+def test_noise_can_be_tuned_by_recipe_fields():
+    from efficientnet.training.noisy_student import student_recipe
+
+    paper = student_recipe("finetune", True)
+    assert (paper.augmentation, paper.randaugment_layers, paper.randaugment_magnitude) == ("randaugment", 2, 27.0)
+    milder = student_recipe("finetune", {"randaugment_magnitude": 9})
+    assert (milder.augmentation, milder.randaugment_magnitude) == ("randaugment", 9.0)
+    assert milder.drop_connect_rate == paper.drop_connect_rate > 0
+    off = student_recipe("finetune", False)
+    assert (off.augmentation, off.dropout_rate, off.drop_connect_rate) == ("none", 0.0, 0.0)

@@ -61,15 +61,17 @@ def test_pipeline_ran(noisy_run):
     assert all(p.is_file() and not any(c in p.name for c in classes) for p in (data / "unlabeled").iterdir())
     # Figures of the teacher, the noisy student and the student without noise, on every held-out crop.
     kinds = [f["kind"] for f in results["figures"]]
-    assert kinds == ["teacher"] + ["noisy"] * results["iterations"] + ["no_noise"] * results["iterations"]
+    its = results["iterations"]
+    assert kinds == ["teacher"] + ["noisy"] * its + ["mild_noise"] * its + ["no_noise"] * its
     assert all(f["num_images"] == results["dataset"]["images"]["test"] for f in results["figures"])
-    for name in ("noisy", "no_noise"):
+    for name in ("noisy", "mild_noise", "no_noise"):
         written = json.loads((data / "runs" / name / "noisy_student.json").read_text())
         assert [f["top1"] for f in written] == [f["top1"] for f in results["runs"][name]]
         assert written[0]["model"] == "teacher" and written[1]["model"] == "student1"
-    # Both runs start from the same teacher.
+    # Every run starts from the same teacher.
     assert results["runs"]["noisy"][0]["top1"] == results["runs"]["no_noise"][0]["top1"]
-    for name in ("noisy", "no_noise"):
+    assert results["runs"]["noisy"][0]["top1"] == results["runs"]["mild_noise"][0]["top1"]
+    for name in ("noisy", "mild_noise", "no_noise"):
         assert (data / "runs" / name / "student1" / "model.weights.h5").is_file()
     assert (data / "runs" / "noisy" / "teacher" / "model.weights.h5").is_file()
     assert "| model | held-out top-1 | held-out loss |" in stdout

@@ -21,7 +21,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -183,12 +183,15 @@ def pseudo_label_table(
     _atomic_write_text(path, buffer.getvalue())
 
 
-def student_recipe(recipe, noise: bool = True):
+def student_recipe(recipe, noise: bool | Mapping = True):
     """The student's recipe: with ``noise``, RandAugment (2, 27) on top of the recipe's dropout and
-    stochastic depth; without, all three off (the paper's ablation)."""
+    stochastic depth; without, all three off (the paper's ablation). A mapping of recipe fields
+    changes the noise (e.g. ``{"randaugment_magnitude": 9}``)."""
     from .recipes import recipe as get_recipe
 
     rec = get_recipe(recipe)
+    if isinstance(noise, Mapping):
+        return rec.replace(**{**NOISE, **noise})
     if noise:
         return rec.replace(**NOISE)
     return rec.replace(augmentation="none", dropout_rate=0.0, drop_connect_rate=0.0)
@@ -371,7 +374,7 @@ def noisy_student(
     per_class: int | None = None,
     hard: bool = False,
     temperature: float = 1.0,
-    noise: bool = True,
+    noise: bool | Mapping = True,
     val_data=None,
     allow_smaller_student: bool = False,
     finetune_epochs: float = 0.0,
@@ -413,7 +416,8 @@ def noisy_student(
             ``"imagenet"``, ``None`` (scratch: the paper's students) or a weights file.
         threshold, per_class, hard, temperature: see :func:`select_and_balance`; ``per_class``
             defaults to the labeled set's images per class (the largest class).
-        noise: RandAugment, dropout and stochastic depth on the student (off: the ablation).
+        noise: RandAugment (2, 27), dropout and stochastic depth on the student (off: the ablation;
+            a mapping of recipe fields changes the noise, e.g. ``{"randaugment_magnitude": 9}``).
         val_data: held-out images; every model's figures are logged on them.
         finetune_epochs, finetune_size: a last :func:`finetune_at_resolution` of the final student
             (``finetune_size`` defaults to its evaluation size).
@@ -552,7 +556,7 @@ def noisy_student(
             "unlabeled": len(files),
             "pseudo_labeled": int(len(indices)),
             "ratio": ratio,
-            "noise": noise,
+            "noise": dict(noise) if isinstance(noise, Mapping) else noise,
             "student": dict(student_record),
         }
         if out is not None:
