@@ -863,11 +863,11 @@ def _train(
             model_key = get_variant(model).name if isinstance(model, str) else getattr(model, "name", None)
             data_dirs = [d for d in (train_data, val_data) if isinstance(d, (str, os.PathLike))]
             state = scope.open(out_dir, resume=resume, data_dirs=data_dirs, model=model_key, names=names)
-        else:
+        else:  # another worker of a distributed run: reads the chief's checkpoint, writes nothing
             os.makedirs(out_dir, exist_ok=True)
             state = _read_state(out_dir)
-            if resume and state is None:
-                raise RunError(f"Nothing to resume in {out_dir!r}: it has no {CHECKPOINT_DIR}/.")
+            if state is not None and not resume:
+                raise RunError(f"{out_dir!r} already holds a run. Pass resume=True (--resume) to continue it.")
     elif resume:
         raise RunError("resume=True needs out_dir, the run directory to continue.")
     tensorboard, matplotlib = _optional_writers() if writer else (False, False)
