@@ -283,7 +283,7 @@ def child_export(args) -> dict:
         if fmt in args.formats:
             t = time.perf_counter()
             try:
-                export_model(model, os.path.join(args.workdir, name), fmt)
+                export_model(model, os.path.join(args.workdir, name), fmt, overwrite=True)
             except ValueError as exc:  # a missing export package: its figures print n/a
                 print(f"{fmt} export unavailable: {exc}", file=sys.stderr)
                 continue
@@ -291,7 +291,12 @@ def child_export(args) -> dict:
     if "int8" in args.formats and "onnx" in times:
         t = time.perf_counter()
         calibration = _photo_folder(os.path.join(args.workdir, "calibration"), args.calibration, seed=0)
-        quantize_onnx(os.path.join(args.workdir, "ours.onnx"), os.path.join(args.workdir, "int8.onnx"), calibration)
+        quantize_onnx(
+            os.path.join(args.workdir, "ours.onnx"),
+            os.path.join(args.workdir, "int8.onnx"),
+            calibration,
+            overwrite=True,
+        )
         times["int8"] = time.perf_counter() - t
     if args.agreement:
         out.update(_int8_agreement(args))
@@ -318,8 +323,8 @@ def _int8_agreement(args) -> dict:
     evaluation = _photo_folder(os.path.join(workdir, "evaluation"), args.agreement, seed=1)
     model = efficientnet.EfficientNetLite0(weights="imagenet")
     paths = {"float": os.path.join(workdir, "lite0.onnx"), "int8": os.path.join(workdir, "lite0_int8.onnx")}
-    export_model(model, paths["float"], "onnx")
-    quantize_onnx(paths["float"], paths["int8"], calibration)
+    export_model(model, paths["float"], "onnx", overwrite=True)
+    quantize_onnx(paths["float"], paths["int8"], calibration, overwrite=True)
     files = sorted(os.path.join(evaluation, f) for f in os.listdir(evaluation))
     x = np.stack([center_crop_and_resize(load_image(f), 224) for f in files]).astype("float32")
     probs = {}

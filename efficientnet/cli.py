@@ -187,7 +187,51 @@ def _cli_message(exc: BaseException, command: str) -> str:
     return " ".join(kept) or text
 
 
+# absl's lines from before its logging is initialised, which TF_CPP_MIN_LOG_LEVEL does not silence
+# (TensorFlow 2.18+: "WARNING: All log messages before absl::InitializeLog() …", cudart_stub's
+# "Could not find cuda drivers"), and absl-formatted C++ log lines ("I0000 00:00:… file.cc:31] …").
+_ABSL_PREAMBLE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\n?"
+)
+_ABSL_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] ")
+
+
+def _import_backend_quietly() -> None:
+    """Imports Keras (and TensorFlow) with the C++ start-up log lines left out of stderr.
+
+    Only with ``TF_CPP_MIN_LOG_LEVEL=3`` (the command's default); everything else written to
+    stderr meanwhile is passed on, and all of it if the import fails.
+    """
+    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            import keras  # noqa: F401
+
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+            if not failed:
+                text = _ABSL_PREAMBLE.sub("", text)
+                text = "".join(line for line in text.splitlines(True) if not _ABSL_LINE.match(line))
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything imports TensorFlow (the commands import it lazily; ``--help`` never does):
+    # its C++ start-up log lines are silenced unless the user chose a level.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="efficientnet", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -231,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ls.set_defaults(func=_list)
 
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _import_backend_quietly()
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:

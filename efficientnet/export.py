@@ -49,12 +49,14 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import keras
 import numpy as np
 
-from .preprocessing import DataConfig
+if TYPE_CHECKING:  # imported where used: `efficientnet export --help` starts without Keras and TensorFlow
+    import keras
+
+    from .preprocessing import DataConfig
 
 __all__ = ["FORMATS", "export_model", "add_export_parser", "quantize_onnx", "simplify_onnx"]
 
@@ -66,6 +68,8 @@ _DUMMY_SIZE = 64  # spatial size of the dummy batch for models with unknown inpu
 
 def _required_packages(format: str) -> list[tuple[str, str]]:
     """``(module, pip requirement)`` pairs the export needs on the current backend."""
+    import keras
+
     backend = keras.backend.backend()
     if format == "saved_model":
         return [("tensorflow", "tensorflow")]
@@ -103,6 +107,7 @@ def _check_format(format: str, path: Path) -> None:
 
 def _input_signature(model: keras.Model, batch_size: int | None):
     """The model's input structure as ``keras.InputSpec``s named after its input layers."""
+    import keras
 
     def spec(x):
         shape = (batch_size, *tuple(x.shape)[1:])
@@ -114,6 +119,8 @@ def _input_signature(model: keras.Model, batch_size: int | None):
 
 def _ensure_called(model: keras.Model) -> None:
     """Runs the model once on a zero batch: Keras refuses to export a never-called model."""
+    import keras
+
     if getattr(model, "_called", False):
         return
 
@@ -139,22 +146,87 @@ def _check_onnx_inputs(path: Path, model: keras.Model) -> None:
         )
 
 
-def _move_into_place(staged: Path, target: Path, format: str, scratch: Path) -> None:
+# What a SavedModel directory holds: a directory with anything else is not replaced, even with overwrite.
+_SAVED_MODEL_ENTRIES = frozenset(
+    {
+        "saved_model.pb",
+        "saved_model.pbtxt",
+        "variables",
+        "assets",
+        "assets.extra",
+        "fingerprint.pb",
+        "keras_metadata.pb",
+    }
+)
+
+
+def _is_export(path: Path, format: str) -> bool:
+    """Whether an existing ``path`` is an export of ``format`` (what ``overwrite=True`` may replace)."""
+    if format == "saved_model":
+        if not path.is_dir() or path.is_symlink():
+            return False
+        entries = set(os.listdir(path))
+        return bool(entries & {"saved_model.pb", "saved_model.pbtxt"}) and entries <= _SAVED_MODEL_ENTRIES
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if format == "litert":
+        return head[4:8] == b"TFL3"
+    if format == "openvino":
+        return b"<net " in head
+    try:  # onnx
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return proto.ir_version > 0 and len(proto.graph.node) > 0
+
+
+def _check_target(target: Path, format: str, overwrite: bool) -> None:
+    """Refuses to replace anything but an earlier export, and that only with ``overwrite``."""
+    paths = [target, target.with_suffix(".bin")] if format == "openvino" else [target]
+    existing = [p for p in paths if os.path.lexists(p) and not (p.is_dir() and not os.listdir(p))]
+    if not existing:
+        if format != "saved_model" and target.is_dir():  # an empty directory where a file is asked for
+            raise ValueError(f"{str(target)!r} is a directory; give a file path for a {format} export.")
+        return
+    if format == "saved_model" and not target.is_dir():
+        raise ValueError(f"{str(target)!r} exists and is not a directory; a SavedModel is a directory.")
+    if format != "saved_model" and target.is_dir():
+        raise ValueError(f"{str(target)!r} is a directory; give a file path for a {format} export.")
+    what = "a non-empty directory" if target.is_dir() else "a file"
+    if not overwrite:
+        raise ValueError(
+            f"{str(existing[0])!r} already exists ({what}). Choose a new path, or pass --overwrite "
+            "(overwrite=True) to replace an earlier export there."
+        )
+    if not _is_export(target, format) or (format == "openvino" and target.with_suffix(".bin").is_dir()):
+        kind = "a SavedModel (no saved_model.pb, or other files beside it)" if format == "saved_model" else format
+        raise ValueError(
+            f"{str(target)!r} is not {kind} export, so it is not replaced even with --overwrite: "
+            "choose another path (or move it away yourself)."
+        )
+
+
+def _move_into_place(staged: Path, target: Path, format: str, scratch: Path, overwrite: bool) -> None:
+    _check_target(target, format, overwrite)  # again: the target may have changed during the export
     if format == "openvino":  # the .bin first: the .xml names the model and refers to it
         os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))
         os.replace(staged, target)
     elif staged.is_dir():
-        if target.exists() and not target.is_dir():
-            raise ValueError(f"{str(target)!r} exists and is not a directory; a SavedModel is a directory.")
-        if target.exists():
+        if target.is_dir() and os.listdir(target):  # an earlier export (checked): swap it out, then in
             old = scratch / "previous"
             os.replace(target, old)
-            os.replace(staged, target)
+            try:
+                os.replace(staged, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
         else:
             os.replace(staged, target)
     else:
-        if target.is_dir():
-            raise ValueError(f"{str(target)!r} is a directory; give a file path for a {format} export.")
         os.replace(staged, target)
 
 
@@ -166,6 +238,7 @@ def export_model(
     optimize: bool = True,
     batch_size: int | None = None,
     verbose: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Exports ``model`` for inference, atomically, with one input per model input.
 
@@ -183,13 +256,16 @@ def export_model(
             ``Rescaling`` with baked constants (no extra inputs).
         batch_size: a fixed batch size; ``None`` (default) exports a dynamic one.
         verbose: let Keras and the converters print their messages.
+        overwrite: replace an earlier export at ``path`` (swapped in by renames once the
+            new one is complete). Without it an existing file or non-empty directory is
+            refused; with it, anything that is not an export of ``format`` still is.
 
     Returns:
         The path written.
 
     Raises:
         ValueError: an unknown format, a missing export package (named, with the
-            ``pip install`` line) or a path of the wrong kind.
+            ``pip install`` line), a path of the wrong kind or one that exists (see ``overwrite``).
     """
     from .inference import bake_normalization, optimize_for_inference
 
@@ -197,10 +273,15 @@ def export_model(
     _check_format(format, target)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be None (dynamic) or a positive integer, got {batch_size!r}.")
+    _check_target(target, format, overwrite)
     exported = optimize_for_inference(model) if optimize else bake_normalization(model)
     _ensure_called(exported)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    created = _make_parents(target)
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except BaseException:
+        _remove_created(created)
+        raise
     try:
         staged = scratch / target.name
         exported.export(
@@ -213,10 +294,32 @@ def export_model(
             _check_onnx_inputs(staged, exported)
             if optimize:
                 _simplify_onnx_file(staged)
-        _move_into_place(staged, target, format, scratch)
-    finally:
+        _move_into_place(staged, target, format, scratch, overwrite)
+    except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
+        _remove_created(created)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def _make_parents(target: Path) -> Path | None:
+    """Creates ``target``'s missing parent directories; returns the topmost one created."""
+    top = None
+    parent = target.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        top, parent = parent, parent.parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return top
+
+
+def _remove_created(top: Path | None) -> None:
+    """Removes the directories :func:`_make_parents` created, if a failed export left them empty."""
+    if top is None:
+        return
+    for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 # -- ONNX graph clean-up ---------------------------------------------------------------------------
@@ -642,6 +745,7 @@ def quantize_onnx(
     keep_float: Sequence[str] | None = None,
     percentile: float | None = 99.999,
     data_config: DataConfig | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Static int8 quantisation of an exported ONNX model with onnxruntime, calibrated on images.
 
@@ -669,6 +773,7 @@ def quantize_onnx(
             (``efficientnet.preprocessing.data_config(variant, weights)``): the calibration
             crops get its evaluation crop, interpolation and size; default: the papers'
             ``size / (size + 32)`` bicubic crop.
+        overwrite: replace an earlier ONNX model at ``output_path`` (as :func:`export_model`).
 
     Returns:
         The path written. Needs the ``onnxruntime`` package.
@@ -685,6 +790,7 @@ def quantize_onnx(
     )
 
     model_path, output_path = Path(model_path), Path(output_path)
+    _check_target(output_path, "onnx", overwrite)
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
     size = image_size or next((d for d in model_input.shape[1:3] if isinstance(d, int)), None)
@@ -725,6 +831,7 @@ def quantize_onnx(
                 raise
             warnings.warn(f"Percentile calibration failed ({exc}); calibrating on min/max instead.", stacklevel=2)
             quantize_static(str(source), str(staged), _Reader(), **settings)
+        _check_target(output_path, "onnx", overwrite)
         os.replace(staged, output_path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -868,6 +975,11 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
         metavar="IMAGE_DIR",
         help="onnx only: write a static int8 model (onnxruntime) calibrated on the images in IMAGE_DIR",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export at OUT (anything else there is still refused)",
+    )
     p.set_defaults(func=_export_command)
     return p
 
@@ -897,6 +1009,8 @@ def _run_for_export(run_dir: str) -> tuple[str, str, int, int | None]:
 def _load_for_export(
     source: str, variant: str | None, image_size: int | None, classes: int | None = None
 ) -> keras.Model:
+    import keras
+
     if source.endswith(".keras"):
         if variant is not None or image_size is not None or classes is not None:
             raise ValueError(
@@ -957,6 +1071,12 @@ def _export_command(args: argparse.Namespace) -> int:
     int8 = getattr(args, "int8", None)
     if int8 is not None and args.format != "onnx":
         raise ValueError(f"--int8 quantises ONNX models: use --format onnx (got --format {args.format}).")
+    overwrite = getattr(args, "overwrite", False)
+    output = Path(args.output)
+    _check_format(args.format, output)
+    _check_target(output, args.format, overwrite)  # before any work
+    if int8 is not None and not Path(int8).is_dir():
+        raise ValueError(f"--int8 {int8!r} is not a folder of calibration images.")
     run = getattr(args, "run", None)
     classes, image_size = getattr(args, "classes", None), args.image_size
     if run is not None:
@@ -974,15 +1094,23 @@ def _export_command(args: argparse.Namespace) -> int:
     model = _load_for_export(source, variant, image_size, classes)
     options = dict(optimize=not args.no_optimize, batch_size=args.batch_size)
     if int8 is None:
-        path = export_model(model, args.output, args.format, **options)
+        path = export_model(model, output, args.format, overwrite=overwrite, **options)
     else:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
-            float_model = export_model(model, Path(scratch) / "float32.onnx", "onnx", **options)
-            path = quantize_onnx(
-                float_model, output, int8, image_size=image_size, data_config=_calibration_config(run, source, variant)
-            )
+        created = _make_parents(output)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
+                float_model = export_model(model, Path(scratch) / "float32.onnx", "onnx", **options)
+                path = quantize_onnx(
+                    float_model,
+                    output,
+                    int8,
+                    image_size=image_size,
+                    data_config=_calibration_config(run, source, variant),
+                    overwrite=overwrite,
+                )
+        except BaseException:
+            _remove_created(created)
+            raise
     shape = tuple(model.inputs[0].shape[1:])
     batch = "dynamic" if args.batch_size is None else args.batch_size
     kind = f"{args.format}, int8" if int8 is not None else args.format

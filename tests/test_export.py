@@ -504,7 +504,8 @@ def test_missing_package_names_the_pip_install(tiny, tmp_path, monkeypatch, fmt,
 
 def test_failed_export_leaves_the_previous_file(tiny, tmp_path, monkeypatch):
     target = tmp_path / "model.onnx"
-    target.write_bytes(b"previous")
+    export_model(tiny, target)
+    previous = target.read_bytes()
 
     def broken(self, filepath, **kwargs):
         with open(filepath, "wb") as f:
@@ -513,19 +514,19 @@ def test_failed_export_leaves_the_previous_file(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.Model, "export", broken)
     with pytest.raises(RuntimeError, match="converter crashed"):
-        export_model(tiny, target)
-    assert target.read_bytes() == b"previous"
+        export_model(tiny, target, overwrite=True)
+    assert target.read_bytes() == previous
     assert os.listdir(tmp_path) == ["model.onnx"]
 
 
 def test_replaces_an_existing_saved_model_and_never_called_model(tiny, tmp_path):
     target = tmp_path / "sm"
-    target.mkdir()
-    (target / "stale.txt").write_text("old")
+    export_model(tiny, target, "saved_model")
+    (target / "variables" / "stale.data").write_text("old")  # inside the earlier export: replaced with it
     fresh = keras.models.clone_model(tiny)  # built, never called
     assert not fresh._called
-    export_model(fresh, target, "saved_model")
-    assert not (target / "stale.txt").exists() and (target / "saved_model.pb").exists()
+    export_model(fresh, target, "saved_model", overwrite=True)  # (a folder that is not an export is refused)
+    assert not (target / "variables" / "stale.data").exists() and (target / "saved_model.pb").exists()
     assert sorted(os.listdir(tmp_path)) == ["sm"]
     x = images(2, 32)
     np.testing.assert_allclose(Artifact("saved_model", target)(x), np.asarray(fresh(x, training=False)), atol=1e-4)
@@ -602,7 +603,7 @@ def test_cli_loads_keras_files_and_passes_options(tiny, tmp_path, monkeypatch):
     out = str(tmp_path / "o.tflite")
     assert _cli(["export", str(path), out, "--format", "litert", "--no-optimize", "--batch-size", "1"]) == 0
     model, fmt, kw = calls[0]
-    assert fmt == "litert" and kw == {"optimize": False, "batch_size": 1}
+    assert fmt == "litert" and kw == {"optimize": False, "batch_size": 1, "overwrite": False}
     assert [layer.name for layer in model.layers] == [layer.name for layer in tiny.layers]
 
     with pytest.raises(ValueError, match="pass --model VARIANT"):

@@ -11,7 +11,13 @@ A run directory (``out_dir``) holds everything a run leaves behind:
   keras-applications layout, which loads with ``EfficientNetLite0(weights=path, classes=N)``;
 - ``classes.json`` (class names in label order) and ``run.json`` (model, image size, recipe, and
   ``data_config``: the run's :class:`~efficientnet.preprocessing.DataConfig`, which ``evaluate``,
-  ``load_run`` and ``efficientnet predict --run`` read back).
+  ``load_run`` and ``efficientnet predict --run`` read back);
+- ``.lock``: ``train`` holds an exclusive ``flock`` on it (and writes its PID there) while it runs.
+
+``run.json`` is the run's manifest (``"efficientnet_run": 1``, the model and class names), written
+before anything else: ``train`` writes only into a new or empty directory or, with ``resume=True``,
+a run of the same model and classes; never into, or around, the data folders. A run that fails
+before its first checkpoint removes what it wrote.
 
 Every epoch's shuffle, crops, augmentation and dropout masks are seeded from ``(seed, epoch)``;
 each epoch is one ``model.fit(initial_epoch=e, epochs=e + 1)`` call on a pipeline built for it.
@@ -19,11 +25,13 @@ each epoch is one ``model.fit(initial_epoch=e, epochs=e + 1)`` call on a pipelin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +59,13 @@ CHECKPOINT_DIR = "checkpoint"
 WEIGHTS_FILE = "model.weights.h5"
 CLASSES_FILE = "classes.json"
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+_OWN_TEMPORARY = (".tmp-", ".checkpoint-", ".old-checkpoint-")  # what a killed train may leave (recovered)
+RUN_MARKER = "efficientnet_run"  # run.json's marker: {"efficientnet_run": 1, ...}
 _DEFAULT = object()
+# Test hook: seconds to sleep between the steps of a checkpoint write (widens the window that the
+# kill -9 trials of tests/test_kill_resume.py hit); unset or empty in normal use.
+CHECKPOINT_DELAY_ENV = "EFFICIENTNET_TEST_CHECKPOINT_DELAY"
 
 
 class RunError(ValueError):
@@ -101,7 +115,11 @@ class EvalResult:
 
     def __str__(self) -> str:
         lines = [f"{self.num_images} images: top-1 {self.top1:.2%}" + (f", top-5 {self.top5:.2%}" if self.top5 else "")]
-        lines += [f"  {name:<24s} {acc:7.2%}" for name, acc in self.per_class.items()]
+        totals = self.confusion.sum(1) if self.confusion.size else [1] * len(self.per_class)
+        lines += [
+            f"  {name:<24s} {acc:7.2%}" if total else f"  {name:<24s} no images"
+            for (name, acc), total in zip(self.per_class.items(), totals)
+        ]
         return "\n".join(lines)
 
 
@@ -287,12 +305,31 @@ def _source(data, *, class_names=None, on_bad_file="skip", what="training"):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:  # reads it without changing it (os.umask is process-wide)
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: str, directory: bool = False) -> None:
+    """Gives a ``mkstemp``/``mkdtemp`` file or directory (0600/0700) the mode ``open``/``mkdir`` would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _atomic_write(path: str, write, suffix: str = ".partial") -> None:
     """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it over ``path``."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(fd)
     try:
+        _publish_mode(tmp)
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -309,27 +346,64 @@ def _atomic_write_text(path: str, text: str) -> None:
     _atomic_write(path, write)
 
 
+def _checkpoint_pause() -> None:
+    """The test hook between checkpoint steps (see ``CHECKPOINT_DELAY_ENV``)."""
+    delay = os.environ.get(CHECKPOINT_DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
+
+
 def _save_checkpoint(out_dir: str, model: keras.Model, ema, state: dict) -> None:
-    """Writes ``checkpoint/`` as a whole: a new directory is filled, then swapped in by renames."""
+    """Writes ``checkpoint/`` as a whole: a new directory is filled, then swapped in by renames.
+
+    A kill at any point leaves the previous checkpoint or the new one (``_recover_checkpoint``
+    finishes an interrupted swap); a failed write (a full disk) leaves the previous one and says so.
+    """
     final = os.path.join(out_dir, CHECKPOINT_DIR)
-    tmp = tempfile.mkdtemp(prefix=".checkpoint-", dir=out_dir)
+    tmp = None
     try:
+        tmp = tempfile.mkdtemp(prefix=".checkpoint-", dir=out_dir)
+        _publish_mode(tmp, directory=True)
+        _checkpoint_pause()
         model.save_weights(os.path.join(tmp, "train_state.weights.h5"))
+        _checkpoint_pause()
         if ema is not None:
             np.savez(os.path.join(tmp, "ema.npz"), **ema.state())
+            _checkpoint_pause()
         with open(os.path.join(tmp, "state.json"), "w") as f:
             json.dump(state, f, indent=1)
-        old = None
-        if os.path.exists(final):
-            old = tempfile.mkdtemp(prefix=".old-checkpoint-", dir=out_dir)
-            os.rmdir(old)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _checkpoint_pause()
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
+        previous = _read_state(out_dir) if os.path.isdir(final) else None
+        kept = (
+            f"the previous checkpoint (epoch {previous['epoch']}) in {final!r} is kept and loads with --resume"
+            if previous is not None
+            else "there is no previous checkpoint"
+        )
+        if exc.errno == errno.ENOSPC:
+            reason = "the disk is full"
+        else:
+            reason = exc.strerror or str(exc)
+        error = OSError(
+            f"Could not write the checkpoint of epoch {state['epoch']} in {out_dir!r} ({reason}); {kept}. "
+            "Free space (or fix the directory) and continue with --resume."
+        )
+        error.errno = exc.errno
+        raise error from exc
+    old = None
+    if os.path.exists(final):
+        old = tempfile.mkdtemp(prefix=".old-checkpoint-", dir=out_dir)
+        os.rmdir(old)
+        os.replace(final, old)
+        _checkpoint_pause()
+    os.replace(tmp, final)
+    if old is not None:
+        _checkpoint_pause()
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _recover_checkpoint(out_dir: str) -> None:
@@ -341,6 +415,8 @@ def _recover_checkpoint(out_dir: str) -> None:
     for name in os.listdir(out_dir):
         if name.startswith((".checkpoint-", ".old-checkpoint-")):
             shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+        elif name.startswith(".tmp-") and name.endswith((".partial", ".png")):
+            os.unlink(os.path.join(out_dir, name))
 
 
 def _read_state(out_dir: str) -> dict | None:
@@ -365,6 +441,210 @@ def _read_state(out_dir: str) -> dict | None:
 
 
 # --- train ------------------------------------------------------------------------------------
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _optional_writers() -> tuple[bool, bool]:
+    """Whether TensorBoard logs and ``curves.png`` can be written; warns, before training, if not."""
+    available = []
+    for module, what in (("tensorboard", "no TensorBoard logs in logs/"), ("matplotlib", "no curves.png")):
+        try:
+            __import__(module)
+            available.append(True)
+        except ImportError:
+            warnings.warn(f"{module} is not installed: {what} (pip install {module}).", stacklevel=4)
+            available.append(False)
+    return available[0], available[1]
+
+
+class _RunScope:
+    """The run directory one :func:`train` call writes: checked, created, locked, and cleaned up.
+
+    ``open`` creates the directory (or checks an existing one), takes an exclusive ``flock`` on
+    ``.lock`` (holding this process's PID) and returns the checkpoint state to resume from. On
+    leaving, the lock is released; if the call failed before its first checkpoint, what it added
+    is removed (the whole directory if it created it).
+    """
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.created: str | None = None  # the topmost directory this call created
+        self.before: set[str] = set()
+        self.keep = False
+        self._lock_fd: int | None = None
+        self._lock_path: str | None = None  # the lock file, if this call created it
+
+    def __enter__(self) -> _RunScope:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self.path is None:
+            return
+        try:
+            if kind is not None and not self.keep:
+                self._remove_own()
+        finally:
+            self._unlock()
+
+    def open(self, out_dir: str, *, resume: bool, data_dirs, model: str | None, names) -> dict | None:
+        real = os.path.realpath(out_dir)
+        for data in data_dirs:
+            folder = os.path.realpath(os.fspath(data))
+            if _inside(real, folder) or _inside(folder, real):
+                where = "is" if real == folder else ("is inside" if _inside(real, folder) else "contains")
+                raise RunError(
+                    f"The run directory {out_dir!r} {where} the data folder {os.fspath(data)!r}: its checkpoint/ "
+                    "and logs/ would be read as classes. Choose an --out outside the data."
+                )
+        if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+            raise RunError(f"{out_dir!r} exists and is not a directory: choose a directory for the run (--out).")
+        if not os.path.isdir(out_dir):
+            if resume:
+                raise RunError(f"Nothing to resume: {out_dir!r} does not exist. Start without --resume.")
+            top = real
+            while not os.path.isdir(os.path.dirname(top)) and os.path.dirname(top) != top:
+                top = os.path.dirname(top)
+            try:
+                os.makedirs(out_dir)
+            except OSError as exc:
+                raise RunError(
+                    f"Cannot create the run directory {out_dir!r}: {exc.strerror or exc}. Choose a writable place."
+                ) from None
+            self.created = top
+        else:  # a directory that is not a run is refused before anything (the lock file too) is written in it
+            entries = {e for e in os.listdir(out_dir) if e != LOCK_FILE and not e.startswith(_OWN_TEMPORARY)}
+            if entries and not _is_run(out_dir):
+                _refuse_non_run(out_dir, entries)
+        self._lock(out_dir)
+        self.path = out_dir
+        _recover_checkpoint(out_dir)
+        self.before = set(os.listdir(out_dir))
+        return self._check(out_dir, resume, model, names)
+
+    def _check(self, out_dir: str, resume: bool, model: str | None, names) -> dict | None:
+        entries = self.before - {LOCK_FILE}
+        if not entries:
+            if resume:
+                raise RunError(f"Nothing to resume in {out_dir!r}: it is empty. Start without --resume.")
+            return None
+        if not _is_run(out_dir):
+            _refuse_non_run(out_dir, entries)
+        manifest = _read_manifest(out_dir)
+        state = _read_state(out_dir)
+        finished = os.path.isfile(os.path.join(out_dir, WEIGHTS_FILE))
+        if state is not None and not resume:
+            raise RunError(
+                f"{out_dir!r} already holds a run (finished epoch {state['epoch']} of {state['epochs']}). "
+                "Pass resume=True (--resume) to continue it, or choose another output directory."
+            )
+        if state is None and finished:
+            raise RunError(
+                f"{out_dir!r} holds a finished run ({WEIGHTS_FILE}) without its {CHECKPOINT_DIR}/: it cannot be "
+                "resumed, and is not overwritten. Choose another --out."
+            )
+        if state is None and not resume:
+            raise RunError(
+                f"{out_dir!r} holds a run that stopped before its first checkpoint. Pass --resume to start it "
+                "again from epoch 0, or choose another --out."
+            )
+        if manifest is not None:
+            run_model = manifest.get("model") or manifest.get("model_name")
+            run_names = manifest.get("class_names")
+            if run_names is None and os.path.isfile(os.path.join(out_dir, CLASSES_FILE)):
+                with open(os.path.join(out_dir, CLASSES_FILE)) as f:
+                    run_names = json.load(f)
+            if run_model != model:
+                raise RunError(
+                    f"Cannot resume: the run in {out_dir!r} trains {run_model!r}, not {model!r}. Resume with "
+                    f"--model {run_model}, or choose another --out."
+                )
+            if run_names is not None and list(run_names) != list(names):
+                raise RunError(
+                    f"Cannot resume: the run in {out_dir!r} has the classes {list(run_names)}, the data "
+                    f"{list(names)}. Resume on the run's data, or choose another --out."
+                )
+        return state
+
+    def _lock(self, out_dir: str) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        path = os.path.join(out_dir, LOCK_FILE)
+        existed = os.path.exists(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise RunError(f"Cannot write in the run directory {out_dir!r}: {exc.strerror or exc}.") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunError(
+                f"{out_dir!r} is in use by another train process"
+                + (f" (PID {holder})" if holder else "")
+                + ": wait for it to finish, or choose another --out."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        self._lock_path = None if existed else path
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            import fcntl
+
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _remove_own(self) -> None:
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - (self.before - {LOCK_FILE}):
+            path = os.path.join(self.path, name)
+            if name == LOCK_FILE:
+                if self._lock_path is not None:  # ours: unlinked while still held
+                    os.unlink(path)
+            elif os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+
+def _is_run(out_dir: str) -> bool:
+    """A run manifest, a checkpoint, or a ``run.json`` beside final weights (runs from before the marker)."""
+    return (
+        _read_manifest(out_dir) is not None
+        or os.path.isfile(os.path.join(out_dir, CHECKPOINT_DIR, "state.json"))
+        or (os.path.isfile(os.path.join(out_dir, RUN_FILE)) and os.path.isfile(os.path.join(out_dir, WEIGHTS_FILE)))
+    )
+
+
+def _refuse_non_run(out_dir: str, entries) -> None:
+    listing = ", ".join(sorted(entries)[:5]) + (", …" if len(entries) > 5 else "")
+    raise RunError(
+        f"{out_dir!r} is not empty and is not a training run (no {RUN_FILE} manifest; it holds {listing}). "
+        "train writes only into a new or empty directory, or resumes a run of the same model: choose another --out."
+    )
+
+
+def _read_manifest(out_dir: str) -> dict | None:
+    """``run.json`` if it is this library's run manifest (has the marker), else ``None``."""
+    path = os.path.join(out_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) and run.get(RUN_MARKER) == 1 else None
 
 
 def _compile(model, rec: Recipe, steps_per_epoch, global_batch, epochs, num_classes):
@@ -448,8 +728,68 @@ def train(
     Raises:
         DatasetError: bad data (see :func:`efficientnet.training.data.scan_image_folder`), or
             labels that do not match the model's classes.
-        RunError: ``out_dir`` holds another run (and ``resume`` is off), or nothing to resume.
+        RunError: ``out_dir`` is not a new or empty directory nor a run of the same model and classes
+            to resume (``resume=True``), is inside (or holds) the data, or is in use by another
+            ``train`` (a lock, ``out_dir/.lock``, is held while training); or nothing to resume.
+
+    The run directory's manifest (``run.json``, with ``"efficientnet_run": 1``) is written before
+    anything else. If the call fails before its first checkpoint, what it wrote is removed (the
+    directory too, if it created it).
     """
+    with _RunScope() as scope:
+        return _train(
+            scope,
+            model,
+            train_data,
+            recipe=recipe,
+            epochs=epochs,
+            batch_size=batch_size,
+            image_size=image_size,
+            val_data=val_data,
+            val_split=val_split,
+            out_dir=out_dir,
+            strategy=strategy,
+            weights=weights,
+            class_names=class_names,
+            seed=seed,
+            resume=resume,
+            callbacks=callbacks,
+            verbose=verbose,
+            cache=cache,
+            on_bad_file=on_bad_file,
+            deterministic=deterministic,
+            progressive=progressive,
+            synchronized_bn=synchronized_bn,
+            **recipe_overrides,
+        )
+
+
+def _train(
+    scope: _RunScope,
+    model: str | keras.Model,
+    train_data,
+    *,
+    recipe: str | Recipe = "finetune",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    image_size: int | None = None,
+    val_data=None,
+    val_split: float | None = None,
+    out_dir: str | os.PathLike | None = None,
+    strategy=None,
+    weights=_DEFAULT,
+    class_names: Sequence[str] | int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
+    cache: str | None = None,
+    on_bad_file: str = "skip",
+    deterministic: bool = False,
+    progressive=None,
+    synchronized_bn: bool = False,
+    **recipe_overrides,
+) -> TrainResult:
     from . import data as data_lib
     from .optim import ExponentialMovingAverage
 
@@ -516,23 +856,21 @@ def train(
     dist = resolve_strategy(strategy)
     dist.per_replica_batch(batch_size)
     writer = out_dir is not None and dist.is_chief
+    state = None
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
         if writer:
-            _recover_checkpoint(out_dir)
-        state = _read_state(out_dir)
-        if state is not None and not resume:
-            raise RunError(
-                f"{out_dir!r} already holds a run (finished epoch {state['epoch']} of {state['epochs']}). "
-                "Pass resume=True (--resume) to continue it, or choose another output directory."
-            )
-        if resume and state is None:
-            raise RunError(f"Nothing to resume in {out_dir!r}: it has no {CHECKPOINT_DIR}/. Start without --resume.")
+            model_key = get_variant(model).name if isinstance(model, str) else getattr(model, "name", None)
+            data_dirs = [d for d in (train_data, val_data) if isinstance(d, (str, os.PathLike))]
+            state = scope.open(out_dir, resume=resume, data_dirs=data_dirs, model=model_key, names=names)
+        else:  # another worker of a distributed run: reads the chief's checkpoint, writes nothing
+            os.makedirs(out_dir, exist_ok=True)
+            state = _read_state(out_dir)
+            if state is not None and not resume:
+                raise RunError(f"{out_dir!r} already holds a run. Pass resume=True (--resume) to continue it.")
     elif resume:
         raise RunError("resume=True needs out_dir, the run directory to continue.")
-    else:
-        state = None
+    tensorboard, matplotlib = _optional_writers() if writer else (False, False)
 
     with dist.scope():
         pretrained = False
@@ -594,6 +932,8 @@ def train(
         ema = ExponentialMovingAverage(decay=rec.ema_decay)
     history: dict[str, list[float]] = {}
     start_epoch = 0
+    if state is None and resume and writer:  # a run killed before its first checkpoint starts again
+        _truncate_history(os.path.join(out_dir, "history.csv"), 0)
     if state is not None:
         _check_resume(state, net, names, size, batch_size, epochs, rec, seed, schedule)
         start_epoch = int(state["epoch"])
@@ -624,7 +964,9 @@ def train(
         )
     extra = list(callbacks)
     recipe_callbacks = [
-        cb for cb in rec.callbacks(out_dir if writer else None) if not isinstance(cb, ExponentialMovingAverage)
+        cb
+        for cb in rec.callbacks(out_dir if writer else None, tensorboard=tensorboard)
+        if not isinstance(cb, ExponentialMovingAverage)
     ]
     all_callbacks = ([ema] if ema is not None else []) + recipe_callbacks + extra
 
@@ -679,17 +1021,21 @@ def train(
                     "settings": _settings(names, size, batch_size, epochs, rec, seed, schedule),
                 },
             )
+            scope.keep = True
         if net.stop_training:
             break
 
     if ema is not None:
+        # A run killed after its last checkpoint resumes with no epoch left: fit never gave the EMA its model.
+        ema.set_model(net)
         with dist.scope():
             ema.assign_to_model()
     if writer:
         from ..weights import save_weights
 
         save_weights(net, os.path.join(out_dir, WEIGHTS_FILE))
-        _plot_curves(history, os.path.join(out_dir, "curves.png"))
+        if matplotlib:
+            _plot_curves(history, os.path.join(out_dir, "curves.png"))
     return TrainResult(net, history, tuple(names), size, rec, out_dir)
 
 
@@ -782,13 +1128,15 @@ def eval_data_config(rec: Recipe, model: str | None, train_size: int, eval_size:
 
 
 def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, variant_name, eval_size) -> None:
-    _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
+    """The manifest ``run.json`` first (it marks the directory as a run), then ``classes.json``."""
     model_name = get_variant(variant_name).name if variant_name else None
     config = eval_data_config(rec, variant_name, size, eval_size)
     run = {
+        RUN_MARKER: 1,
         "model": model_name,
         "model_name": net.name,
         "classes": len(names),
+        "class_names": list(names),
         "image_size": size,
         "eval_size": eval_size,
         "crop_padding": config.crop_padding,
@@ -802,6 +1150,7 @@ def _write_run_files(out_dir, net, names, size, rec, epochs, batch_size, seed, v
         "seed": seed,
     }
     _atomic_write_text(os.path.join(out_dir, RUN_FILE), json.dumps(run, indent=1))
+    _atomic_write_text(os.path.join(out_dir, CLASSES_FILE), json.dumps(list(names), indent=1))
 
 
 def _plot_curves(history: dict[str, list[float]], path: str) -> None:

@@ -479,7 +479,9 @@ def noisy_student(
         return path is not None and resume and os.path.isfile(os.path.join(path, "model.weights.h5"))
 
     def started(path):
-        return path is not None and os.path.isdir(os.path.join(path, "checkpoint"))
+        return path is not None and (
+            os.path.isdir(os.path.join(path, "checkpoint")) or os.path.isfile(os.path.join(path, "run.json"))
+        )
 
     def check_size(teacher_params: int, name) -> None:
         if teacher_params > student_params:
