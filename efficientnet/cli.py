@@ -1,6 +1,7 @@
 """The ``efficientnet`` command: ``predict``, ``train``, ``evaluate``, ``convert`` and ``list``.
 
 efficientnet predict [IMAGE ...] [--model lite0] [--weights imagenet|FILE [--classes N]] [--top 5] [--run RUN] [--json]
+efficientnet predict FOLDER_OR_FILES --out preds.csv|.jsonl [--batch-size 32] [--resume] [--runtime keras|onnxruntime]
 efficientnet train DATA_DIR --model efficientnet-lite0 --out RUN_DIR  (see ``efficientnet train -h``)
 efficientnet evaluate DATA_DIR --run RUN_DIR [--json]
 efficientnet export (MODEL_OR_WEIGHTS [--model VARIANT] | --run RUN_DIR) OUT --format onnx
@@ -99,6 +100,10 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
     paths = args.images or [sample_image_path()]
+    if args.out is not None or any(os.path.isdir(p) for p in paths):
+        return _predict_folder(args, paths)
+    if args.resume or args.runtime != "keras" or args.batch_size is not None:
+        raise ValueError("--batch-size, --resume and --runtime go with --out FILE (folder prediction).")
     _check_image_paths(paths)
     model, class_names, config = _predict_model(args)
     records = []
@@ -129,6 +134,45 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{path}:")
         for rank, (wnid, label, p) in enumerate(top, 1):
             print(f"  {rank}. {label:<30s} {p:7.2%}" + (f"  ({wnid})" if wnid else ""))
+    return 0
+
+
+def _predict_folder(args: argparse.Namespace, paths: Sequence[str]) -> int:
+    """``predict FOLDER_OR_FILES --out``: batched through a tf.data pipeline, written atomically."""
+    if args.out is None:
+        raise ValueError(
+            f"{next(p for p in paths if os.path.isdir(p))} is a folder: pass --out preds.csv (or .jsonl) to "
+            "predict every image in it, or pass image files."
+        )
+    if not args.out.lower().endswith((".csv", ".jsonl")):
+        raise ValueError(f"--out {args.out}: name a .csv or .jsonl file.")
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a directory: name a .csv or .jsonl file.")
+    if os.path.exists(args.out) and not args.resume:
+        raise ValueError(f"--out {args.out} exists: pass --resume to add the missing images, or another --out.")
+    if args.json:
+        raise ValueError("--json prints single-image predictions: with --out, name a .jsonl file instead.")
+    batch_size = 32 if args.batch_size is None else args.batch_size
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+    for path in paths:
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: no such file or folder.")
+    from .batch_predict import run_folder_predict
+
+    model, class_names, config = _predict_model(args)
+    done, skipped = run_folder_predict(
+        model,
+        paths,
+        config,
+        out=args.out,
+        class_names=class_names,
+        top=args.top,
+        batch_size=batch_size,
+        runtime=args.runtime,
+        resume=args.resume,
+    )
+    print(f"{done} images predicted, {skipped} skipped: {args.out}", file=sys.stderr)
     return 0
 
 
@@ -245,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the probabilities and the data config as JSON")
     p.add_argument("--run", default=None, help="a train run directory: its model, weights and class names")
+    p.add_argument("--out", default=None, help="write predictions of folders/files to a .csv or .jsonl file")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch with --out (default: 32)")
+    p.add_argument("--resume", action="store_true", help="with --out: keep its rows and predict only the rest")
+    p.add_argument("--runtime", default="keras", choices=("keras", "onnxruntime"), help="with --out (default: keras)")
     p.set_defaults(func=_predict)
 
     from .training.cli import add_evaluate_parser, add_noisy_student_parser, add_train_parser
