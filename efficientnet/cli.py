@@ -23,12 +23,10 @@ __all__ = ["main"]
 
 
 def _check_image_paths(paths: Sequence[str]) -> None:
-    """Refuses missing files and directories among ``predict``'s images before a model is built."""
+    """Refuses missing files among ``predict``'s images before a model is built (folders go to folder mode)."""
     for path in paths:
         if not os.path.exists(path):
             raise ValueError(f"{path}: no such file. Pass image files (JPEG, PNG, BMP, GIF).")
-        if os.path.isdir(path):
-            raise ValueError(f"{path} is a directory: pass the image files in it (e.g. {os.path.join(path, '*.jpg')}).")
 
 
 def _read_image(path: str):

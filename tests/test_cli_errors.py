@@ -196,7 +196,7 @@ def test_argument_errors_are_one_clear_line(capsys, folder, fake_run, tmp_path):
         ),
         (["predict", str(afile)], "is not an image predict can read"),
         (["predict", str(tmp_path / "missing.jpg")], "no such file"),
-        (["predict", folder], "is a directory: pass the image files in it"),
+        (["predict", folder], "is a folder: pass --out preds.csv"),
     ]
     for argv, expected in cases:
         assert expected in run_cli(capsys, *argv), argv
