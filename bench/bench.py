@@ -62,7 +62,11 @@ PACKAGES = (
 )
 # The examples' real photos (examples/finetune.py: scikit-image's, which load offline) calibrate the
 # int8 model and measure its top-1 agreement with float.
-FINETUNE_EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "finetune.py")
+# scikit-image's photos (they ship with the package, offline): calibration and agreement images.
+SKIMAGE_PHOTOS = (
+    "astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "immunohistochemistry", "hubble_deep_field",
+    "camera", "coins", "moon", "grass", "gravel", "brick", "clock",
+)  # fmt: skip
 SECTIONS = ("tf", "onnx", "litert", "train")
 
 
@@ -360,10 +364,10 @@ def _photo_folder(folder: str, count: int, seed: int) -> str:
     os.makedirs(folder)
     rng = np.random.default_rng(seed)
     try:
-        import skimage.data  # noqa: F401
+        import skimage.data
 
-        example = _load_module(FINETUNE_EXAMPLE, "finetune_example")
-        photos = [example.load_photo(loader) for _, loader in example.PHOTOS]
+        loaded = [getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS]
+        photos = [np.asarray(p[0] if isinstance(p, tuple) else p) for p in loaded]  # stereo: (left, right, ...)
     except ImportError:
         photos = [rng.integers(0, 256, (320, 320, 3), dtype="uint8") for _ in range(14)]
     for i in range(count):

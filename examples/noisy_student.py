@@ -46,6 +46,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from photos import photo_set_dir  # noqa: E402  (the committed flower photos)
 
 
+def _images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (the package's one extension list), sorted."""
+    from efficientnet.preprocessing import IMAGE_EXTENSIONS
+
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def split_labeled(data_dir: str | os.PathLike, labeled_per_class: int, seed: int = 0) -> dict:
     """Copies ``labeled_per_class`` photos of every ``train/<class>`` to ``labeled/<class>``, the rest to a flat
     ``unlabeled/`` folder under anonymous, shuffled names; their true classes go to ``unlabeled_truth.json``."""
@@ -54,7 +61,7 @@ def split_labeled(data_dir: str | os.PathLike, labeled_per_class: int, seed: int
     rest = []
     classes = sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir())
     for name in classes:
-        files = sorted((data_dir / "train" / name).glob("*.jpg"))
+        files = _images(data_dir / "train" / name)
         if len(files) <= labeled_per_class:
             raise ValueError(f"{name}: {len(files)} training photos, need more than {labeled_per_class}.")
         order = rng.permutation(len(files))
@@ -66,7 +73,7 @@ def split_labeled(data_dir: str | os.PathLike, labeled_per_class: int, seed: int
     truth = {}
     for k, i in enumerate(rng.permutation(len(rest))):
         source, name = rest[i]
-        target = data_dir / "unlabeled" / f"{k:05d}.jpg"
+        target = data_dir / "unlabeled" / f"{k:05d}{source.suffix.lower()}"
         shutil.copy(source, target)
         truth[target.name] = name
     (data_dir / "unlabeled_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
@@ -275,7 +282,7 @@ def prepare(work_dir: str | os.PathLike, data: str | os.PathLike, labeled_per_cl
     for split in ("train", "test"):
         shutil.copytree(data / split, work_dir / split)
     classes = sorted(p.name for p in (work_dir / "train").iterdir() if p.is_dir())
-    counts = {s: sum(len(list((work_dir / s / c).glob("*.jpg"))) for c in classes) for s in ("train", "test")}
+    counts = {s: sum(len(_images(work_dir / s / c)) for c in classes) for s in ("train", "test")}
     described = {"path": str(data), "classes": classes, "num_classes": len(classes), "images": counts}
     described.update(split_labeled(work_dir, labeled_per_class, seed=seed))
     return described

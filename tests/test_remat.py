@@ -159,8 +159,9 @@ def test_fit_with_remat_trains_like_the_plain_model():
         model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
         results.append([np.asarray(w) for w in model.get_weights()])
     assert any(np.abs(a).max() > 0 for a in results[0])
+    # Two SGD steps apart from float32 summation order (CI saw 1.8e-5 on one of 288 values).
     for a, b in zip(*results):
-        np.testing.assert_allclose(b, a, atol=1e-5)
+        np.testing.assert_allclose(b, a, atol=5e-5)
 
 
 def test_features_only_and_xception_take_remat():
