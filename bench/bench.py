@@ -347,15 +347,6 @@ def _int8_agreement(args) -> dict:
     }
 
 
-def _load_module(path: str, name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _photo_folder(folder: str, count: int, seed: int) -> str:
     """``count`` random crops (and flips) of scikit-image's photos as PNG files; random pixels without it."""
     import numpy as np
